@@ -94,7 +94,9 @@ def test_every_service_has_a_healthcheck(compose: dict[str, Any], name: str) -> 
     assert not healthcheck.get("disable", False)
 
 
-def test_mongo_starts_a_replica_set_reachable_from_other_containers(compose: dict[str, Any]) -> None:
+def test_mongo_starts_a_replica_set_reachable_from_other_containers(
+    compose: dict[str, Any],
+) -> None:
     command = _words(compose["services"][MONGO]["command"])
     assert _replica_set_name(compose) == "rs0"
     assert "--bind_ip_all" in command
@@ -129,7 +131,7 @@ def test_mongo_data_lives_on_a_declared_named_volume(compose: dict[str, Any]) ->
             sources[target] = source
     assert "/data/db" in sources
     volume = sources["/data/db"]
-    assert not volume.startswith((".", "/", "~")), "data must be on a named volume, not a bind mount"
+    assert not volume.startswith((".", "/", "~")), "a bind mount, not a named volume"
     assert volume in (compose.get("volumes") or {})
 
 
