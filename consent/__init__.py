@@ -1,0 +1,1 @@
+"""Who may see what: access policies now; accounts, health IDs, consent artefacts and audit later."""

@@ -1,0 +1,118 @@
+"""The app factory: one FastAPI application per Settings, with its own storage and services."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from fhir_server.api.capability import capability_statement
+from fhir_server.api.context import ServerContext
+from fhir_server.api.negotiation import check_accept, pretty
+from fhir_server.api.responses import error_response
+from fhir_server.api.routes import ROUTES, Route
+from fhir_server.errors import FhirError
+from fhir_server.search.extract import IndexExtractor
+from fhir_server.search.registry import SearchRegistry
+from fhir_server.service.history import HistoryService
+from fhir_server.service.resources import ResourceService
+from fhir_server.service.search import SearchService
+from fhir_server.settings import Settings
+from fhir_server.storage.factory import open_storage
+
+log = logging.getLogger("fhir_server")
+
+
+class _TrailingSlash:
+    """``/Patient/`` is ``/Patient``: FHIR clients append slashes freely and must not be redirected."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            if len(path) > 1 and path.endswith("/"):
+                scope = dict(scope)
+                scope["path"] = path.rstrip("/") or "/"
+                scope["raw_path"] = scope["path"].encode()
+        await self.app(scope, receive, send)
+
+
+def build_context(settings: Settings) -> ServerContext:
+    storage = open_storage(settings)
+    registry = SearchRegistry.load()
+    extractor = IndexExtractor(registry)
+    resource_types = frozenset(registry.resource_types())
+    context = ServerContext(
+        settings=settings,
+        storage=storage,
+        registry=registry,
+        resources=ResourceService(storage, registry, extractor),
+        history=HistoryService(storage, settings.default_count, settings.max_count),
+        search=SearchService(storage, registry, settings.default_count, settings.max_count),
+        resource_types=resource_types,
+        inline_reads=getattr(storage, "inline_reads", False),
+    )
+    context.capability_statement = partial(capability_statement, ROUTES, registry, resource_types)
+    return context
+
+
+def _endpoint(context: ServerContext, route: Route):  # noqa: ANN202 - a FastAPI endpoint
+    handler = route.handler
+
+    async def endpoint(request: Request) -> Response:
+        check_accept(request)
+        return await handler(context, request)
+
+    endpoint.__name__ = handler.__name__
+    return endpoint
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    context = build_context(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        context.storage.close()
+
+    app = FastAPI(title="fhir-server", openapi_url=None, docs_url=None, redoc_url=None,
+                  redirect_slashes=False, lifespan=lifespan)
+    app.state.context = context
+    for route in ROUTES:
+        app.add_api_route(route.path, _endpoint(context, route), methods=[route.method],
+                          include_in_schema=False)
+
+    @app.exception_handler(FhirError)
+    async def fhir_error(request: Request, error: FhirError) -> Response:
+        return error_response(error, pretty(request))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> Response:
+        code = {404: "not-found", 405: "not-supported"}.get(error.status_code, "processing")
+        message = {404: f"no FHIR endpoint at {request.url.path}",
+                   405: f"{request.method} is not supported on {request.url.path}"}.get(
+            error.status_code, str(error.detail))
+        return error_response(FhirError(error.status_code, code, message, headers=dict(error.headers or {})))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, getattr(request.scope.get("route"), "path", "?"))
+        return error_response(FhirError(500, "exception", "internal server error"))
+
+    app.add_middleware(_TrailingSlash)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """For ``uvicorn --factory fhir_server.app:app_from_env``."""
+    return create_app(Settings.from_env())

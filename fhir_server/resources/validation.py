@@ -1,0 +1,51 @@
+"""Structural validation of resources with the ``fhir.resources.R4B`` models.
+
+Validation only judges; the stored JSON is the client's own (plus the server's id and meta), so a
+read returns exactly what was written and no model round trip is ever needed.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import orjson
+from fhir.resources.R4B import get_fhir_model_class
+from pydantic import ValidationError
+
+from fhir_server.errors import FhirError, Issue
+
+
+@cache
+def _model(resource_type: str) -> Any:
+    return get_fhir_model_class(resource_type)
+
+
+def _element_path(resource_type: str, loc: tuple[Any, ...]) -> str:
+    path = resource_type
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part != "__root__":
+            path += f".{part}"
+    return path
+
+
+def _issues(resource_type: str, error: ValidationError) -> list[Issue]:
+    issues = []
+    for err in error.errors(include_url=False):
+        path = _element_path(resource_type, tuple(err.get("loc", ())))
+        message = err.get("msg", "invalid value")
+        issues.append(Issue("error", "structure" if err.get("type") == "extra_forbidden" else "value",
+                            f"{path}: {message}", (path,)))
+    return issues
+
+
+def validate_resource(resource_type: str, resource: dict[str, Any]) -> None:
+    """Raise a 400 FhirError naming every failing element path if ``resource`` is not valid."""
+    try:
+        _model(resource_type).model_validate_json(orjson.dumps(resource))
+    except ValidationError as error:
+        raise FhirError(400, "invalid", "invalid resource", issues=_issues(resource_type, error)) from None
+    except (ValueError, TypeError) as error:
+        raise FhirError(400, "invalid", f"{resource_type}: {error}", expression=(resource_type,)) from None

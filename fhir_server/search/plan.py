@@ -1,0 +1,155 @@
+"""The backend-neutral search plan: what a query string means, before any storage compiles it.
+
+The query parser (``search.query``) produces a ``SearchPlan``; each storage backend compiles it to SQL
+or a MongoDB filter against the index values of ``search.index_values``. All values are already
+normalized the way the index stores them, so a backend only compares.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Prefix(StrEnum):
+    EQ = "eq"
+    NE = "ne"
+    GT = "gt"
+    LT = "lt"
+    GE = "ge"
+    LE = "le"
+    SA = "sa"
+    EB = "eb"
+    AP = "ap"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenMatch:
+    """``code`` (any system), ``|code`` (no system), ``system|code`` or ``system|`` (any code)."""
+
+    system: str | None
+    code: str | None
+    match_system: bool  # False: any system
+    match_code: bool = True  # False: any code within ``system``
+
+
+@dataclass(frozen=True, slots=True)
+class TokenTextMatch:
+    """``:text``: a normalized prefix match on the token's display text."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class StringMatch:
+    value: str  # normalized for "prefix"/"contains", as given for "exact"
+    mode: str = "prefix"  # "prefix" | "exact" | "contains"
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceMatch:
+    target_type: str | None  # None: any type (bare id, or :[type] not given)
+    target_id: str | None
+    url: str | None = None  # absolute or canonical reference, matched literally
+
+
+@dataclass(frozen=True, slots=True)
+class RangeMatch:
+    """Date, number and quantity comparisons: the search value's own range ``[low, high)`` at its
+    precision, compared to the stored range with the prefix's semantics (search.html)."""
+
+    prefix: Prefix
+    low: float | int
+    high: float | int
+    system: str | None = None  # quantity only
+    code: str | None = None  # quantity only
+
+
+@dataclass(frozen=True, slots=True)
+class UriMatch:
+    uri: str
+    mode: str = "exact"  # "exact" | "above" | "below"
+
+
+@dataclass(frozen=True, slots=True)
+class MissingMatch:
+    missing: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CompositeMatch:
+    parts: tuple[Match, ...]
+    part_types: tuple[str, ...]  # the component parameters' types, one per part
+
+
+Match = (
+    TokenMatch | TokenTextMatch | StringMatch | ReferenceMatch | RangeMatch | UriMatch | MissingMatch | CompositeMatch
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Criterion:
+    """One parameter occurrence: its values are ORed; criteria in a plan are ANDed."""
+
+    resource_type: str
+    param: str
+    param_type: str  # "string" | "token" | "reference" | "date" | "number" | "quantity" | "uri" | "composite"
+    matches: tuple[Match, ...]
+    negate: bool = False  # :not: resources with no value matching
+
+
+@dataclass(frozen=True, slots=True)
+class ChainCriterion:
+    """``subject:Patient.name=x``: resources whose reference ``param`` points at a ``target_type``
+    resource satisfying ``inner`` (which may itself be a chain)."""
+
+    resource_type: str
+    param: str
+    target_type: str
+    inner: Criterion | ChainCriterion | HasCriterion
+
+
+@dataclass(frozen=True, slots=True)
+class HasCriterion:
+    """``_has:Observation:patient:code=x``: resources referenced through ``source_param`` by a
+    ``source_type`` resource satisfying ``inner``."""
+
+    resource_type: str
+    source_type: str
+    source_param: str
+    inner: Criterion | ChainCriterion | HasCriterion
+
+
+AnyCriterion = Criterion | ChainCriterion | HasCriterion
+
+
+@dataclass(frozen=True, slots=True)
+class SortKey:
+    param: str
+    param_type: str
+    descending: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Include:
+    """``_include=Source:param[:Target]`` (``reverse`` for ``_revinclude``); ``param`` ``*`` = all."""
+
+    source_type: str
+    param: str
+    target_type: str | None = None
+    reverse: bool = False
+    iterate: bool = False
+
+
+@dataclass(slots=True)
+class SearchPlan:
+    resource_types: tuple[str, ...]  # one for a type search; several (or all) for a system search
+    criteria: list[AnyCriterion] = field(default_factory=list)
+    sort: list[SortKey] = field(default_factory=list)
+    count: int = 20
+    offset: int = 0
+    total: str = "accurate"  # "none" | "estimate" | "accurate"
+    includes: list[Include] = field(default_factory=list)
+    summary: str | None = None
+    elements: tuple[str, ...] = ()
+    ignored: list[str] = field(default_factory=list)  # unknown parameters, reported in an outcome entry

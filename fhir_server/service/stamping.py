@@ -1,0 +1,48 @@
+"""The server's part of every stored resource: logical id, ``meta.versionId``, ``meta.lastUpdated``."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from fhir_server.errors import bad_request
+
+_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+def now_ms() -> datetime:
+    """Now, at the millisecond precision every backend stores."""
+    moment = datetime.now(UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def format_instant(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def check_id(id: str) -> str:
+    if not _ID.fullmatch(id):
+        raise bad_request(f"invalid resource id {id!r}: 1-64 characters of A-Z, a-z, 0-9, '-' and '.'")
+    return id
+
+
+def stamp(resource: dict[str, Any], id: str, version: int, last_updated: datetime) -> dict[str, Any]:
+    """A copy of ``resource`` with the server's id and meta, ``resourceType``, ``id`` and ``meta`` first."""
+    meta = dict(resource.get("meta") or {})
+    meta["versionId"] = str(version)
+    meta["lastUpdated"] = format_instant(last_updated)
+    stamped = {"resourceType": resource["resourceType"], "id": id, "meta": meta}
+    stamped.update((k, v) for k, v in resource.items() if k not in stamped)
+    return stamped
+
+
+def dump(resource: dict[str, Any]) -> bytes:
+    return orjson.dumps(resource)

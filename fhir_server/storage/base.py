@@ -1,0 +1,111 @@
+"""The storage interface every backend implements (SQLite embedded, MongoDB production).
+
+Storage knows versions, history, index values and search plans; it knows nothing about HTTP or
+FHIR rules. Writes happen only inside ``run_in_transaction``: the service passes a function that
+reads, searches and writes through a ``StorageTransaction``; the backend makes the whole function
+atomic and isolated (retrying it on a write conflict where the engine needs that), so version checks
+and conditional creates made inside it cannot race.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, TypeVar
+
+from fhir_server.search.index_values import IndexValue
+from fhir_server.search.plan import AnyCriterion, SearchPlan
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResource:
+    """One version of a resource as stored. ``body`` is the exact JSON sent back to clients
+    (empty for a deletion)."""
+
+    resource_type: str
+    id: str
+    version: int
+    last_updated: datetime  # timezone-aware UTC, millisecond precision
+    deleted: bool
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceWrite:
+    """A new version to store: becomes the current version, is appended to history and replaces the
+    resource's index values (a deletion removes them)."""
+
+    resource_type: str
+    id: str
+    version: int
+    last_updated: datetime
+    deleted: bool
+    body: bytes
+    index: Sequence[IndexValue] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    resource_type: str | None = None  # None: whole system
+    id: str | None = None  # with resource_type: one instance
+    since: datetime | None = None  # versions with last_updated >= since
+    at: tuple[datetime, datetime] | None = None  # versions current at some moment in [low, high)
+    count: int = 20
+    before: tuple[datetime, str] | None = None  # keyset cursor: strictly older than this (time, key)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    entries: list[StoredResource]  # newest first
+    total: int | None
+    next_cursor: tuple[datetime, str] | None  # pass as ``before`` for the next page
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    matches: list[StoredResource]
+    total: int | None
+    includes: list[StoredResource]
+
+
+def history_key(resource_type: str, id: str, version: int) -> str:
+    """Tie-breaker for history entries with the same timestamp, ordered as (type, id, version)."""
+    return f"{resource_type}/{id}/{version}"
+
+
+class StorageTransaction(Protocol):
+    def read(self, resource_type: str, id: str) -> StoredResource | None:
+        """The current version (a tombstone when deleted), or None if never stored."""
+
+    def find(self, resource_type: str, criteria: Sequence[AnyCriterion], limit: int) -> list[StoredResource]:
+        """Current, non-deleted resources matching all criteria; at most ``limit``."""
+
+    def write(self, change: ResourceWrite) -> None:
+        ...
+
+    def claim(self, key: str) -> None:
+        """Serialize concurrent transactions that use the same key (e.g. a conditional create's
+        criteria): the later one waits for or retries after the earlier one."""
+
+
+class Storage(Protocol):
+    def read(self, resource_type: str, id: str) -> StoredResource | None:
+        ...
+
+    def read_version(self, resource_type: str, id: str, version: int) -> StoredResource | None:
+        ...
+
+    def history(self, query: HistoryQuery) -> HistoryPage:
+        ...
+
+    def search(self, plan: SearchPlan) -> SearchPage:
+        ...
+
+    def run_in_transaction(self, work: Callable[[StorageTransaction], T]) -> T:
+        ...
+
+    def close(self) -> None:
+        ...

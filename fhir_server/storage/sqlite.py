@@ -1,0 +1,336 @@
+"""The embedded default store: stdlib sqlite3 in WAL mode.
+
+Reads use one connection per thread (WAL readers never block the writer); writes go through a single
+writer connection under ``BEGIN IMMEDIATE``, so each ``run_in_transaction`` is atomic and fully
+serialized: current version, history row and index rows commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from fhir_server.search.index_values import (
+    CompositeValue,
+    DateValue,
+    IndexValue,
+    NumberValue,
+    QuantityValue,
+    ReferenceValue,
+    ScalarValue,
+    StringValue,
+    TokenValue,
+    UriValue,
+)
+from fhir_server.search.plan import AnyCriterion, Include, SearchPlan
+from fhir_server.storage.base import (
+    HistoryPage,
+    HistoryQuery,
+    ResourceWrite,
+    SearchPage,
+    StoredResource,
+    history_key,
+)
+from fhir_server.storage.sqlite_schema import INDEX_TABLES, SCHEMA
+from fhir_server.storage.sqlite_search import Compiler
+
+T = TypeVar("T")
+
+_RESOURCE_COLUMNS = "type, id, version, last_updated, deleted, body"
+_MAX_INCLUDE_ROUNDS = 4
+
+
+def to_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def _row_to_stored(row: Sequence[Any]) -> StoredResource:
+    return StoredResource(row[0], row[1], row[2], from_ms(row[3]), bool(row[4]), bytes(row[5]))
+
+
+def _index_rows(pk: int, resource_type: str, values: Iterable[IndexValue]) -> dict[str, list[tuple]]:
+    rows: dict[str, list[tuple]] = {t: [] for t in INDEX_TABLES}
+    group = 0
+    for value in values:
+        if isinstance(value, CompositeValue):
+            group += 1
+            for i, part in enumerate(value.parts):
+                _add_scalar(rows, pk, f"{resource_type}.{value.param}${i}", group, part)
+        else:
+            _add_scalar(rows, pk, f"{resource_type}.{value.param}", None, value)
+    return rows
+
+
+def _add_scalar(rows: dict[str, list[tuple]], pk: int, pkey: str, grp: int | None, v: ScalarValue) -> None:
+    if isinstance(v, StringValue):
+        rows["idx_string"].append((pk, pkey, grp, v.normalized, v.exact))
+    elif isinstance(v, TokenValue):
+        rows["idx_token"].append((pk, pkey, grp, v.system, v.code, v.text))
+    elif isinstance(v, ReferenceValue):
+        rows["idx_reference"].append((pk, pkey, grp, v.target_type, v.target_id, v.url))
+    elif isinstance(v, DateValue):
+        rows["idx_date"].append((pk, pkey, grp, v.low, v.high))
+    elif isinstance(v, NumberValue):
+        rows["idx_number"].append((pk, pkey, grp, v.value))
+    elif isinstance(v, QuantityValue):
+        rows["idx_quantity"].append((pk, pkey, grp, v.value, v.system, v.code, v.unit))
+    elif isinstance(v, UriValue):
+        rows["idx_uri"].append((pk, pkey, grp, v.uri))
+
+
+_INSERT = {
+    "idx_string": "INSERT INTO idx_string VALUES (?,?,?,?,?)",
+    "idx_token": "INSERT INTO idx_token VALUES (?,?,?,?,?,?)",
+    "idx_reference": "INSERT INTO idx_reference VALUES (?,?,?,?,?,?)",
+    "idx_date": "INSERT INTO idx_date VALUES (?,?,?,?,?)",
+    "idx_number": "INSERT INTO idx_number VALUES (?,?,?,?)",
+    "idx_quantity": "INSERT INTO idx_quantity VALUES (?,?,?,?,?,?,?)",
+    "idx_uri": "INSERT INTO idx_uri VALUES (?,?,?,?)",
+}
+
+
+class SqliteTransaction:
+    """The view of the store inside one serialized write transaction."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def read(self, resource_type: str, id: str) -> StoredResource | None:
+        row = self._conn.execute(
+            f"SELECT {_RESOURCE_COLUMNS} FROM resource WHERE type = ? AND id = ?", (resource_type, id)
+        ).fetchone()
+        return _row_to_stored(row) if row else None
+
+    def find(self, resource_type: str, criteria: Sequence[AnyCriterion], limit: int) -> list[StoredResource]:
+        return _find(self._conn, (resource_type,), criteria, limit)
+
+    def write(self, change: ResourceWrite) -> None:
+        conn = self._conn
+        ms = to_ms(change.last_updated)
+        row = conn.execute(
+            "SELECT pk FROM resource WHERE type = ? AND id = ?", (change.resource_type, change.id)
+        ).fetchone()
+        if row is None:
+            pk = conn.execute(
+                f"INSERT INTO resource ({_RESOURCE_COLUMNS}) VALUES (?,?,?,?,?,?)",
+                (change.resource_type, change.id, change.version, ms, int(change.deleted), change.body),
+            ).lastrowid
+        else:
+            pk = row[0]
+            conn.execute(
+                "UPDATE resource SET version = ?, last_updated = ?, deleted = ?, body = ? WHERE pk = ?",
+                (change.version, ms, int(change.deleted), change.body, pk),
+            )
+            for table in INDEX_TABLES:
+                conn.execute(f"DELETE FROM {table} WHERE pk = ?", (pk,))
+        conn.execute(
+            f"INSERT INTO history ({_RESOURCE_COLUMNS}) VALUES (?,?,?,?,?,?)",
+            (change.resource_type, change.id, change.version, ms, int(change.deleted), change.body),
+        )
+        if not change.deleted:
+            for table, rows in _index_rows(pk, change.resource_type, change.index).items():
+                if rows:
+                    conn.executemany(_INSERT[table], rows)
+
+    def claim(self, key: str) -> None:
+        """Nothing to do: ``BEGIN IMMEDIATE`` already serializes every write transaction."""
+
+
+def _where(types: Sequence[str], criteria: Sequence[AnyCriterion]) -> tuple[str, list[Any]]:
+    """The WHERE clause selecting current, non-deleted resources of ``types`` matching all criteria."""
+    compiler = Compiler()
+    where = ["r.deleted = 0", f"r.type IN ({','.join('?' * len(types))})"]
+    compiler.params.extend(types)
+    where += compiler.criteria(criteria, types, "r")
+    return " AND ".join(where), compiler.params
+
+
+def _find(conn: sqlite3.Connection, types: Sequence[str], criteria: Sequence[AnyCriterion],
+          limit: int) -> list[StoredResource]:
+    where_sql, params = _where(types, criteria)
+    sql = f"SELECT {_RESOURCE_COLUMNS} FROM resource r WHERE {where_sql} ORDER BY r.pk LIMIT ?"
+    return [_row_to_stored(r) for r in conn.execute(sql, [*params, limit])]
+
+
+class SqliteStorage:
+    inline_reads = True  # a read is a B-tree lookup of microseconds: not worth a thread hop
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._all_connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._writer = self._connect()
+        self._writer.executescript(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=OFF")
+        conn.execute("PRAGMA cache_size=-65536")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        with self._connections_lock:
+            self._all_connections.append(conn)
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    def read(self, resource_type: str, id: str) -> StoredResource | None:
+        row = self._reader().execute(
+            f"SELECT {_RESOURCE_COLUMNS} FROM resource WHERE type = ? AND id = ?", (resource_type, id)
+        ).fetchone()
+        return _row_to_stored(row) if row else None
+
+    def read_version(self, resource_type: str, id: str, version: int) -> StoredResource | None:
+        row = self._reader().execute(
+            f"SELECT {_RESOURCE_COLUMNS} FROM history WHERE type = ? AND id = ? AND version = ?",
+            (resource_type, id, version),
+        ).fetchone()
+        return _row_to_stored(row) if row else None
+
+    def history(self, query: HistoryQuery) -> HistoryPage:
+        where, params = [], []
+        if query.resource_type is not None:
+            where.append("type = ?")
+            params.append(query.resource_type)
+        if query.id is not None:
+            where.append("id = ?")
+            params.append(query.id)
+        if query.since is not None:
+            where.append("last_updated >= ?")
+            params.append(to_ms(query.since))
+        if query.at is not None:
+            # current during [low, high): written before high, and not replaced at or before low
+            where.append(
+                "last_updated < ? AND NOT EXISTS (SELECT 1 FROM history n WHERE n.type = history.type "
+                "AND n.id = history.id AND n.version = history.version + 1 AND n.last_updated <= ?)"
+            )
+            params += [to_ms(query.at[1]), to_ms(query.at[0])]
+        base_where = list(where)
+        base_params = list(params)
+        if query.before is not None:
+            rtype, rid, version = query.before[1].split("/")
+            where.append("(last_updated, type, id, version) < (?, ?, ?, ?)")
+            params += [to_ms(query.before[0]), rtype, rid, int(version)]
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        conn = self._reader()
+        rows = conn.execute(
+            f"SELECT {_RESOURCE_COLUMNS} FROM history {clause} "
+            "ORDER BY last_updated DESC, type DESC, id DESC, version DESC LIMIT ?",
+            [*params, query.count + 1],
+        ).fetchall()
+        entries = [_row_to_stored(r) for r in rows[: query.count]]
+        next_cursor = None
+        if len(rows) > query.count and entries:
+            last = entries[-1]
+            next_cursor = (last.last_updated, history_key(last.resource_type, last.id, last.version))
+        base_clause = f"WHERE {' AND '.join(base_where)}" if base_where else ""
+        total = conn.execute(f"SELECT COUNT(*) FROM history {base_clause}", base_params).fetchone()[0]
+        return HistoryPage(entries, total, next_cursor)
+
+    def search(self, plan: SearchPlan) -> SearchPage:
+        conn = self._reader()
+        types = plan.resource_types
+        where_sql, where_params = _where(types, plan.criteria)
+        order, order_params = [], []
+        for key in plan.sort:
+            sort_compiler = Compiler()
+            expr = sort_compiler.sort_expression(key, types, "r")
+            order.append(f"{expr} IS NULL, {expr} {'DESC' if key.descending else 'ASC'}")
+            order_params += sort_compiler.params * 2
+        order.append("r.pk")
+        total = None
+        if plan.total != "none" or plan.count == 0:
+            total = conn.execute(f"SELECT COUNT(*) FROM resource r WHERE {where_sql}", where_params).fetchone()[0]
+        matches: list[StoredResource] = []
+        if plan.count > 0:
+            sql = (f"SELECT {_RESOURCE_COLUMNS} FROM resource r WHERE {where_sql} "
+                   f"ORDER BY {', '.join(order)} LIMIT ? OFFSET ?")
+            rows = conn.execute(sql, [*where_params, *order_params, plan.count, plan.offset]).fetchall()
+            matches = [_row_to_stored(r) for r in rows]
+        includes = self._includes(conn, matches, plan.includes) if plan.includes and matches else []
+        return SearchPage(matches, total, includes)
+
+    def _includes(self, conn: sqlite3.Connection, matches: list[StoredResource],
+                  includes: Sequence[Include]) -> list[StoredResource]:
+        seen = {(m.resource_type, m.id) for m in matches}
+        found: list[StoredResource] = []
+        frontier = matches
+        for round_ in range(_MAX_INCLUDE_ROUNDS):
+            active = [inc for inc in includes if round_ == 0 or inc.iterate]
+            if not active or not frontier:
+                break
+            added: list[StoredResource] = []
+            for inc in active:
+                for stored in self._include_one(conn, frontier, inc):
+                    key = (stored.resource_type, stored.id)
+                    if key not in seen:
+                        seen.add(key)
+                        added.append(stored)
+            found += added
+            frontier = added
+        return found
+
+    def _include_one(self, conn: sqlite3.Connection, frontier: list[StoredResource],
+                     inc: Include) -> list[StoredResource]:
+        sources = [s for s in frontier if s.resource_type == (inc.target_type if inc.reverse else inc.source_type)
+                   or (inc.reverse and inc.target_type is None)]
+        if not sources:
+            return []
+        if inc.reverse:
+            ids = [s.id for s in sources]
+            types = sorted({s.resource_type for s in sources})
+            pkey_sql, pkey_params = ("x.pkey = ?", [f"{inc.source_type}.{inc.param}"]) if inc.param != "*" else (
+                "x.pkey >= ? AND x.pkey < ?", [f"{inc.source_type}.", f"{inc.source_type}/"])
+            sql = (f"SELECT DISTINCT {', '.join('s.' + c for c in _RESOURCE_COLUMNS.split(', '))} "
+                   f"FROM idx_reference x JOIN resource s ON s.pk = x.pk WHERE {pkey_sql} "
+                   f"AND x.target_type IN ({','.join('?' * len(types))}) "
+                   f"AND x.target_id IN ({','.join('?' * len(ids))}) AND s.deleted = 0 AND x.grp IS NULL")
+            return [_row_to_stored(r) for r in conn.execute(sql, [*pkey_params, *types, *ids])]
+        keys = [(s.resource_type, s.id) for s in sources]
+        pkey_sql, pkey_params = ("x.pkey = ?", [f"{inc.source_type}.{inc.param}"]) if inc.param != "*" else (
+            "x.pkey >= ? AND x.pkey < ?", [f"{inc.source_type}.", f"{inc.source_type}/"])
+        target_sql, target_params = ("AND t.type = ?", [inc.target_type]) if inc.target_type else ("", [])
+        sql = (f"SELECT DISTINCT {', '.join('t.' + c for c in _RESOURCE_COLUMNS.split(', '))} "
+               f"FROM resource s JOIN idx_reference x ON x.pk = s.pk "
+               f"JOIN resource t ON t.type = x.target_type AND t.id = x.target_id "
+               f"WHERE s.type = ? AND s.id IN ({','.join('?' * len(keys))}) AND {pkey_sql} "
+               f"AND x.grp IS NULL AND t.deleted = 0 {target_sql}")
+        params = [inc.source_type, *[k[1] for k in keys], *pkey_params, *target_params]
+        return [_row_to_stored(r) for r in conn.execute(sql, params)]
+
+    def run_in_transaction(self, work: Callable[[SqliteTransaction], T]) -> T:
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(SqliteTransaction(conn))
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+    def close(self) -> None:
+        with self._connections_lock:
+            for conn in self._all_connections:
+                conn.close()
+            self._all_connections.clear()
+        self._local = threading.local()

@@ -1,0 +1,1 @@
+"""Pure functions from outside formats to FHIR resources and bundles."""
