@@ -13,7 +13,7 @@ from typing import Any
 
 from consent.policy import AccessPolicy
 from fhir_server.errors import FhirError, bad_request
-from fhir_server.search.dates import parse_date_range
+from fhir_server.search.normalize import date_range
 from fhir_server.service.bundles import bundle, history_entry, page_url
 from fhir_server.storage.base import HistoryQuery, Storage
 
@@ -22,10 +22,10 @@ _IGNORED = {"_format", "_pretty"}
 
 
 def _instant_ms(value: str, name: str) -> tuple[int, int]:
-    try:
-        return parse_date_range(value)
-    except ValueError:
-        raise bad_request(f"{name}: {value!r} is not a valid date or instant") from None
+    bounds = date_range(value)
+    if bounds is None:
+        raise bad_request(f"{name}: {value!r} is not a valid date or instant")
+    return bounds
 
 
 def _from_ms(ms: int) -> datetime:

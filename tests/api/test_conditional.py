@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 from fastapi.testclient import TestClient
 
-from tests.http import examples
+from tests.api import examples
 
 IDENT = "https://healthid.abdm.gov.in|91-5006-4247-3341"
 

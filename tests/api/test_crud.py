@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.http import examples
+from tests.api import examples
 
 FHIR_JSON = "application/fhir+json"
 

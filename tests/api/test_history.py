@@ -6,7 +6,7 @@ import time
 
 from fastapi.testclient import TestClient
 
-from tests.http import examples
+from tests.api import examples
 
 
 def _patient_with_versions(client: TestClient, versions: int) -> str:

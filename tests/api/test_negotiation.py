@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from tests.http import examples
+from tests.api import examples
 
 
 def test_prefer_return_minimal_has_no_body_but_keeps_headers(client: TestClient) -> None:
@@ -109,6 +109,6 @@ def test_unknown_paths_and_methods_return_outcomes(client: TestClient) -> None:
     response = client.get("/Patient/1/2/3/4")
     assert response.status_code == 404
     assert response.json()["resourceType"] == "OperationOutcome"
-    response = client.post("/metadata", json={})
+    response = client.post("/Patient/123", json={})
     assert response.status_code == 405
     assert response.json()["resourceType"] == "OperationOutcome"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from tests.http import examples
+from tests.api import examples
 
 JSON_PATCH = {"Content-Type": "application/json-patch+json"}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.http import examples
+from tests.api import examples
 
 
 def test_resources_and_history_survive_a_restart(live_server) -> None:

@@ -9,7 +9,7 @@ from datetime import timedelta
 import httpx
 from fastapi.testclient import TestClient
 
-from tests.http import examples
+from tests.api import examples
 
 
 def _create(client: TestClient) -> str:
