@@ -1,0 +1,106 @@
+"""The search parameters this server supports, per resource type, from the official R4 definitions.
+
+The data is generated (``scripts/generate_search_params.py``) into ``search_parameters_r4.json`` and
+read once per process: parsing ~1,700 SearchParameter resources at start-up would be slow and would
+make the server depend on a package download. Parameters the generator could not compile are left
+out of every lookup and listed by ``unsupported()``, so the CapabilityStatement never claims them.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from types import MappingProxyType
+from typing import Any
+
+from fhir_server.search.fhirpath import ElementTypes
+
+DATA_FILE = "search_parameters_r4.json"
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentDef:
+    """One part of a composite parameter; ``expression`` is relative to the composite's element."""
+
+    code: str
+    type: str
+    expression: str
+
+
+@dataclass(frozen=True, slots=True)
+class SearchParamDef:
+    code: str
+    type: str  # number | date | string | token | reference | composite | quantity | uri
+    expression: str  # FHIRPath, only the branches that apply to the resource type it was looked up for
+    targets: tuple[str, ...] = ()  # reference target types
+    components: tuple[ComponentDef, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class UnsupportedParam:
+    base: str  # "Resource" for parameters of every type
+    code: str
+    reason: str
+
+
+class SearchRegistry:
+    """Immutable lookup of parameter definitions; ``Resource`` parameters apply to every type."""
+
+    def __init__(self, params: Mapping[str, Mapping[str, SearchParamDef]], resource_types: tuple[str, ...],
+                 element_types: ElementTypes, unsupported: tuple[UnsupportedParam, ...] = ()) -> None:
+        common = params.get("Resource", {})
+        self._by_type = MappingProxyType({
+            rt: MappingProxyType({**common, **params.get(rt, {})}) for rt in resource_types
+        })
+        self._resource_types = resource_types
+        self.element_types: ElementTypes = MappingProxyType(dict(element_types))  # for compiling expressions
+        self._unsupported = unsupported
+
+    @classmethod
+    def load(cls) -> SearchRegistry:
+        """The registry of the packaged R4 definitions (built once per process)."""
+        return _packaged_registry()
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> SearchRegistry:
+        """Build from the generator's compact JSON structure (documented in the generator)."""
+        resource_types = tuple(data["t"])
+        params = {
+            base: {row[0]: _param_def(row, resource_types) for row in rows} for base, rows in data["p"].items()
+        }
+        unsupported = tuple(UnsupportedParam(*row) for row in data["u"])
+        return cls(params, resource_types, data["e"], unsupported)
+
+    def get(self, resource_type: str, code: str) -> SearchParamDef | None:
+        params = self._by_type.get(resource_type)
+        return None if params is None else params.get(code)
+
+    def for_type(self, resource_type: str) -> Mapping[str, SearchParamDef]:
+        """Every supported parameter of ``resource_type`` by code (empty for an unknown type)."""
+        return self._by_type.get(resource_type, MappingProxyType({}))
+
+    def resource_types(self) -> tuple[str, ...]:
+        return self._resource_types
+
+    def is_resource_type(self, name: str) -> bool:
+        return name in self._by_type
+
+    def unsupported(self) -> tuple[UnsupportedParam, ...]:
+        return self._unsupported
+
+    def is_unsupported(self, resource_type: str, code: str) -> bool:
+        return any(u.code == code and u.base in (resource_type, "Resource") for u in self._unsupported)
+
+
+def _param_def(row: list[Any], resource_types: tuple[str, ...]) -> SearchParamDef:
+    targets = tuple(row[3]) if len(row) > 3 else ()
+    components = tuple(ComponentDef(*c) for c in row[4]) if len(row) > 4 else ()
+    return SearchParamDef(row[0], row[1], row[2], resource_types if targets == ("*",) else targets, components)
+
+
+@functools.cache
+def _packaged_registry() -> SearchRegistry:
+    return SearchRegistry.from_data(json.loads(resources.files(__package__).joinpath(DATA_FILE).read_bytes()))
