@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,6 +12,7 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route as StarletteRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fhir_server.api.capability import capability_statement
@@ -19,6 +21,7 @@ from fhir_server.api.negotiation import check_accept, pretty
 from fhir_server.api.responses import error_response
 from fhir_server.api.routes import ROUTES, Route
 from fhir_server.errors import FhirError
+from fhir_server.resources.validation import has_model
 from fhir_server.search.extract import IndexExtractor
 from fhir_server.search.registry import SearchRegistry
 from fhir_server.service.history import HistoryService
@@ -50,7 +53,7 @@ def build_context(settings: Settings) -> ServerContext:
     storage = open_storage(settings)
     registry = SearchRegistry.load()
     extractor = IndexExtractor(registry)
-    resource_types = frozenset(registry.resource_types())
+    resource_types = frozenset(t for t in registry.resource_types() if has_model(t))
     context = ServerContext(
         settings=settings,
         storage=storage,
@@ -82,6 +85,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # the long-lived heap (models, registry, compiled expressions) never becomes garbage:
+        # keep the cyclic collector from walking it again on every full collection
+        gc.collect()
+        gc.freeze()
         yield
         context.storage.close()
 
@@ -89,8 +96,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   redirect_slashes=False, lifespan=lifespan)
     app.state.context = context
     for route in ROUTES:
-        app.add_api_route(route.path, _endpoint(context, route), methods=[route.method],
-                          include_in_schema=False)
+        # plain Starlette routes: handlers take the Request and return a Response, so FastAPI's
+        # dependency and response-model machinery would only add work on the hot path
+        app.router.routes.append(StarletteRoute(route.path, _endpoint(context, route), methods=[route.method]))
 
     @app.exception_handler(FhirError)
     async def fhir_error(request: Request, error: FhirError) -> Response:

@@ -10,7 +10,7 @@ from functools import cache
 from typing import Any
 
 import orjson
-from fhir.resources.R4B import get_fhir_model_class
+from fhir.resources.R4B import fhirtypes, get_fhir_model_class
 from pydantic import ValidationError
 
 from fhir_server.errors import FhirError, Issue
@@ -19,6 +19,11 @@ from fhir_server.errors import FhirError, Issue
 @cache
 def _model(resource_type: str) -> Any:
     return get_fhir_model_class(resource_type)
+
+
+def has_model(resource_type: str) -> bool:
+    """Whether the R4B models define ``resource_type`` (checked without importing the model)."""
+    return hasattr(fhirtypes, f"{resource_type}Type")
 
 
 def _element_path(resource_type: str, loc: tuple[Any, ...]) -> str:

@@ -15,7 +15,9 @@ def open_storage(settings: Settings) -> Storage:
         from fhir_server.storage.sqlite import SqliteStorage
 
         path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else url[len("sqlite://"):]
-        return SqliteStorage(path or ":memory:")
+        if path in ("", ":memory:"):
+            raise ValueError("the SQLite store needs a file: sqlite:///path/file.db")
+        return SqliteStorage(path)
     if scheme in ("mongodb", "mongodb+srv"):
         from fhir_server.storage.mongo import MongoStorage
 

@@ -42,6 +42,19 @@ T = TypeVar("T")
 
 _RESOURCE_COLUMNS = "type, id, version, last_updated, deleted, body"
 _MAX_INCLUDE_ROUNDS = 4
+_MAX_GROUP = 256  # works per group commit
+
+
+class _Pending:
+    """One ``run_in_transaction`` call waiting for (or taken into) a group commit."""
+
+    __slots__ = ("work", "result", "error", "done")
+
+    def __init__(self, work: Callable[[SqliteTransaction], Any]) -> None:
+        self.work = work
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.done = False
 
 
 def to_ms(moment: datetime) -> int:
@@ -165,10 +178,11 @@ class SqliteStorage:
 
     def __init__(self, path: str) -> None:
         self._path = path
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Pending] = []
         self._all_connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self._writer = self._connect()
@@ -317,16 +331,45 @@ class SqliteStorage:
         return [_row_to_stored(r) for r in conn.execute(sql, params)]
 
     def run_in_transaction(self, work: Callable[[SqliteTransaction], T]) -> T:
+        """Group commit: whichever waiting thread gets the writer runs every queued ``work`` in one
+        SQLite transaction, each inside its own SAVEPOINT (so one failing work rolls back alone), and
+        commits once. Each work stays atomic and serialized; the costly COMMIT is shared."""
+        item = _Pending(work)
+        with self._queue_lock:
+            self._queue.append(item)
         with self._write_lock:
-            conn = self._writer
+            if not item.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue[:_MAX_GROUP], self._queue[_MAX_GROUP:]
+                self._run_group(batch)
+        if item.error is not None:
+            raise item.error
+        return item.result
+
+    def _run_group(self, batch: list[_Pending]) -> None:
+        conn = self._writer
+        tx = SqliteTransaction(conn)
+        try:
             conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = work(SqliteTransaction(conn))
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            for item in batch:
+                conn.execute("SAVEPOINT work")
+                try:
+                    item.result = item.work(tx)
+                except Exception as error:  # noqa: BLE001 - handed back to the thread that asked
+                    conn.execute("ROLLBACK TO work")
+                    item.error = error
+                conn.execute("RELEASE work")
             conn.execute("COMMIT")
-            return result
+        except BaseException as error:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for item in batch:
+                item.result, item.error = None, item.error or error
+            if not isinstance(error, Exception):
+                raise
+        finally:
+            for item in batch:
+                item.done = True
 
     def close(self) -> None:
         with self._connections_lock:
