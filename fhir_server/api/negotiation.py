@@ -74,7 +74,7 @@ def preferences(request: Request) -> Preferences:
 
 async def read_body(request: Request, limit: int) -> bytes:
     length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
+    if length is not None and length.isascii() and length.isdigit() and int(length) > limit:
         raise FhirError(413, "too-costly", f"the request body exceeds the limit of {limit} bytes")
     chunks, size = [], 0
     async for chunk in request.stream():

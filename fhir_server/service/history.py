@@ -15,6 +15,7 @@ from consent.policy import AccessPolicy
 from fhir_server.errors import FhirError, bad_request
 from fhir_server.search.normalize import date_range
 from fhir_server.service.bundles import bundle, history_entry, page_url
+from fhir_server.service.stamping import version_number
 from fhir_server.storage.base import HistoryQuery, Storage
 
 _CURSOR = "_cursor"
@@ -42,7 +43,7 @@ def _decode_cursor(value: str) -> tuple[datetime, str]:
         raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
         ms, key = raw.split("|", 1)
         _type, _id, version = key.split("/")
-        if not version.isdigit():
+        if version_number(version) is None:
             raise ValueError(version)
         return _from_ms(int(ms)), key
     except (ValueError, UnicodeDecodeError, OverflowError, OSError):
@@ -64,9 +65,10 @@ class HistoryService:
         count, since, at, before = self.default_count, None, None, None
         for name, value in params:
             if name == "_count":
-                if not value.isdigit():
+                number = version_number(value)
+                if number is None:
                     raise bad_request(f"_count must be a non-negative integer, not {value!r}")
-                count = min(int(value), self.max_count)
+                count = min(number, self.max_count)
             elif name == "_since":
                 since = _from_ms(_instant_ms(value, "_since")[0])
             elif name == "_at":

@@ -8,6 +8,7 @@ requests cannot both pass a check that only one of them should.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,8 +19,10 @@ from fhir_server.search.extract import IndexExtractor
 from fhir_server.search.plan import AnyCriterion
 from fhir_server.search.query import parse_conditional
 from fhir_server.search.registry import SearchRegistry
+from fhir_server.service.documents import check_document
 from fhir_server.service.patching import apply_patch
-from fhir_server.service.stamping import check_id, dump, new_id, now_ms, stamp
+from fhir_server.service.references import rewrite_references
+from fhir_server.service.stamping import check_id, dump, new_id, now_ms, stamp, version_number
 from fhir_server.storage.base import ResourceWrite, Storage, StorageTransaction, StoredResource
 
 
@@ -50,9 +53,8 @@ class ResourceService:
 
     def vread(self, policy: AccessPolicy, resource_type: str, id: str, version: str) -> StoredResource:
         policy.require_read(resource_type)
-        if not version.isdigit():
-            raise not_found(f"{resource_type}/{id} has no version {version!r}")
-        stored = self.storage.read_version(resource_type, id, int(version))
+        number = version_number(version)
+        stored = self.storage.read_version(resource_type, id, number) if number is not None else None
         if stored is None:
             raise not_found(f"{resource_type}/{id} has no version {version}")
         if stored.deleted:
@@ -60,26 +62,53 @@ class ResourceService:
         return stored
 
     # --- writes ----------------------------------------------------------------------------------
+    # Each interaction is prepared (checks that need no stored data) and then run as ONE work inside
+    # ``storage.run_in_transaction``; a transaction bundle runs many prepared writes in one work.
 
     def create(self, policy: AccessPolicy, resource_type: str, resource: dict[str, Any],
                if_none_exist: str | None = None) -> WriteResult:
+        return self.storage.run_in_transaction(self.prepare_create(policy, resource_type, resource, if_none_exist).run)
+
+    def update(self, policy: AccessPolicy, resource_type: str, id: str, resource: dict[str, Any],
+               if_match: str | None = None, if_none_match: str | None = None) -> WriteResult:
+        op = self.prepare_update(policy, resource_type, id, resource, if_match, if_none_match)
+        return self.storage.run_in_transaction(op.run)
+
+    def conditional_update(self, policy: AccessPolicy, resource_type: str, query: str, resource: dict[str, Any],
+                           if_match: str | None = None) -> WriteResult:
+        op = self.prepare_conditional_update(policy, resource_type, query, resource, if_match)
+        return self.storage.run_in_transaction(op.run)
+
+    def patch(self, policy: AccessPolicy, resource_type: str, id: str, content_type: str, patch: Any,
+              if_match: str | None = None) -> WriteResult:
+        op = self.prepare_patch(policy, resource_type, id, content_type, patch, if_match)
+        return self.storage.run_in_transaction(op.run)
+
+    def conditional_patch(self, policy: AccessPolicy, resource_type: str, query: str, content_type: str,
+                          patch: Any, if_match: str | None = None) -> WriteResult:
+        op = self.prepare_conditional_patch(policy, resource_type, query, content_type, patch, if_match)
+        return self.storage.run_in_transaction(op.run)
+
+    def delete(self, policy: AccessPolicy, resource_type: str, id: str, if_match: str | None = None) -> WriteResult:
+        return self.storage.run_in_transaction(self.prepare_delete(policy, resource_type, id, if_match).run)
+
+    def conditional_delete(self, policy: AccessPolicy, resource_type: str, query: str,
+                           if_match: str | None = None) -> WriteResult:
+        op = self.prepare_conditional_delete(policy, resource_type, query, if_match)
+        return self.storage.run_in_transaction(op.run)
+
+    # --- prepared writes -----------------------------------------------------------------------
+
+    def prepare_create(self, policy: AccessPolicy, resource_type: str, resource: dict[str, Any],
+                       if_none_exist: str | None = None) -> WriteOp:
         policy.require_write(resource_type)
         self._check_type(resource_type, resource)
         criteria = self._criteria(resource_type, if_none_exist) if if_none_exist is not None else None
-        validate_resource(resource_type, {k: v for k, v in resource.items() if k != "id"})
+        self.validate(resource_type, {k: v for k, v in resource.items() if k != "id"})
+        return _Create(self, resource_type, resource, criteria, if_none_exist)
 
-        def work(tx: StorageTransaction) -> WriteResult:
-            if criteria is not None:
-                tx.claim(f"create:{resource_type}?{if_none_exist}")
-                existing = self._single_match(tx, resource_type, criteria, "create")
-                if existing is not None:
-                    return WriteResult(existing, created=False, changed=False)
-            return WriteResult(self._write(tx, resource_type, new_id(), 1, resource), created=True)
-
-        return self.storage.run_in_transaction(work)
-
-    def update(self, policy: AccessPolicy, resource_type: str, id: str, resource: dict[str, Any],
-               if_match: str | None = None) -> WriteResult:
+    def prepare_update(self, policy: AccessPolicy, resource_type: str, id: str, resource: dict[str, Any],
+                       if_match: str | None = None, if_none_match: str | None = None) -> WriteOp:
         policy.require_write(resource_type)
         check_id(id)
         self._check_type(resource_type, resource)
@@ -88,85 +117,48 @@ class ResourceService:
         if resource["id"] != id:
             raise bad_request(f"resource id {resource['id']!r} does not match the URL id {id!r}",
                               expression=(f"{resource_type}.id",))
-        validate_resource(resource_type, resource)
-        expected = _expected_version(if_match)
-        return self.storage.run_in_transaction(
-            lambda tx: self._update_in(tx, resource_type, id, resource, expected))
+        self.validate(resource_type, resource)
+        return _Update(self, resource_type, id, resource, _expected_version(if_match),
+                       _unwanted_version(if_none_match))
 
-    def conditional_update(self, policy: AccessPolicy, resource_type: str, query: str, resource: dict[str, Any],
-                           if_match: str | None = None) -> WriteResult:
+    def prepare_conditional_update(self, policy: AccessPolicy, resource_type: str, query: str,
+                                   resource: dict[str, Any], if_match: str | None = None) -> WriteOp:
         policy.require_write(resource_type)
         self._check_type(resource_type, resource)
         criteria = self._criteria(resource_type, query)
-        validate_resource(resource_type, resource)
-        expected = _expected_version(if_match)
+        self.validate(resource_type, resource)
+        return _ConditionalUpdate(self, resource_type, query, criteria, resource, _expected_version(if_match))
 
-        def work(tx: StorageTransaction) -> WriteResult:
-            tx.claim(f"update:{resource_type}?{query}")
-            match = self._single_match(tx, resource_type, criteria, "update")
-            if match is None:
-                id = check_id(resource["id"]) if "id" in resource else new_id()
-            else:
-                id = match.id
-                if "id" in resource and resource["id"] != id:
-                    raise bad_request(f"resource id {resource['id']!r} does not match the resource found "
-                                      f"by the search ({id!r})", expression=(f"{resource_type}.id",))
-            return self._update_in(tx, resource_type, id, resource, expected)
-
-        return self.storage.run_in_transaction(work)
-
-    def patch(self, policy: AccessPolicy, resource_type: str, id: str, content_type: str, patch: Any,
-              if_match: str | None = None) -> WriteResult:
+    def prepare_patch(self, policy: AccessPolicy, resource_type: str, id: str, content_type: str, patch: Any,
+                      if_match: str | None = None) -> WriteOp:
         policy.require_write(resource_type)
-        expected = _expected_version(if_match)
+        return _Patch(self, resource_type, id, None, content_type, patch, _expected_version(if_match))
 
-        def work(tx: StorageTransaction) -> WriteResult:
-            current = tx.read(resource_type, id)
-            return self._patch_in(tx, resource_type, id, current, content_type, patch, expected)
-
-        return self.storage.run_in_transaction(work)
-
-    def conditional_patch(self, policy: AccessPolicy, resource_type: str, query: str, content_type: str,
-                          patch: Any, if_match: str | None = None) -> WriteResult:
+    def prepare_conditional_patch(self, policy: AccessPolicy, resource_type: str, query: str, content_type: str,
+                                  patch: Any, if_match: str | None = None) -> WriteOp:
         policy.require_write(resource_type)
         criteria = self._criteria(resource_type, query)
-        expected = _expected_version(if_match)
+        return _Patch(self, resource_type, None, (query, criteria), content_type, patch, _expected_version(if_match))
 
-        def work(tx: StorageTransaction) -> WriteResult:
-            match = self._single_match(tx, resource_type, criteria, "patch")
-            if match is None:
-                raise not_found(f"no {resource_type} matches {query!r}")
-            return self._patch_in(tx, resource_type, match.id, match, content_type, patch, expected)
-
-        return self.storage.run_in_transaction(work)
-
-    def delete(self, policy: AccessPolicy, resource_type: str, id: str, if_match: str | None = None) -> WriteResult:
+    def prepare_delete(self, policy: AccessPolicy, resource_type: str, id: str,
+                       if_match: str | None = None) -> WriteOp:
         policy.require_write(resource_type)
-        expected = _expected_version(if_match)
+        return _Delete(self, resource_type, id, None, _expected_version(if_match))
 
-        def work(tx: StorageTransaction) -> WriteResult:
-            current = tx.read(resource_type, id)
-            if current is None:
-                raise not_found(f"{resource_type}/{id} is not known")
-            return self._delete_in(tx, current, expected)
-
-        return self.storage.run_in_transaction(work)
-
-    def conditional_delete(self, policy: AccessPolicy, resource_type: str, query: str,
-                           if_match: str | None = None) -> WriteResult:
+    def prepare_conditional_delete(self, policy: AccessPolicy, resource_type: str, query: str,
+                                   if_match: str | None = None) -> WriteOp:
         policy.require_write(resource_type)
         criteria = self._criteria(resource_type, query)
-        expected = _expected_version(if_match)
-
-        def work(tx: StorageTransaction) -> WriteResult:
-            match = self._single_match(tx, resource_type, criteria, "delete")
-            if match is None:
-                raise not_found(f"no {resource_type} matches {query!r}")
-            return self._delete_in(tx, match, expected)
-
-        return self.storage.run_in_transaction(work)
+        return _Delete(self, resource_type, None, (query, criteria), _expected_version(if_match))
 
     # --- helpers ---------------------------------------------------------------------------------
+
+    def validate(self, resource_type: str, resource: dict[str, Any]) -> None:
+        """Everything a stored resource must satisfy: the R4B model, and for a document Bundle the
+        document rules (400 / 422 naming what fails)."""
+        validate_resource(resource_type, resource)
+        if resource_type == "Bundle" and resource.get("type") == "document":
+            check_document(resource)
 
     def _check_type(self, resource_type: str, resource: dict[str, Any]) -> None:
         body_type = resource.get("resourceType")
@@ -195,15 +187,17 @@ class ResourceService:
         return StoredResource(resource_type, id, version, last_updated, False, body)
 
     def _update_in(self, tx: StorageTransaction, resource_type: str, id: str, resource: dict[str, Any],
-                   expected: int | None) -> WriteResult:
+                   expected: int | None, unwanted: int | None = None) -> WriteResult:
         current = tx.read(resource_type, id)
         _check_version(resource_type, id, current, expected)
+        _check_not_version(resource_type, id, current, unwanted)
         version = current.version + 1 if current else 1
         stored = self._write(tx, resource_type, id, version, resource)
         return WriteResult(stored, created=current is None or current.deleted)
 
     def _patch_in(self, tx: StorageTransaction, resource_type: str, id: str, current: StoredResource | None,
-                  content_type: str, patch: Any, expected: int | None) -> WriteResult:
+                  content_type: str, patch: Any, expected: int | None,
+                  references: Mapping[str, str]) -> WriteResult:
         if current is None:
             raise not_found(f"{resource_type}/{id} is not known")
         if current.deleted:
@@ -212,7 +206,9 @@ class ResourceService:
         patched = apply_patch(current.body, content_type, patch)
         if patched.get("resourceType") != resource_type or patched.get("id") != id:
             raise FhirError(422, "processing", "a patch may not change resourceType or id")
-        validate_resource(resource_type, patched)
+        if references:
+            patched = rewrite_references(patched, references)
+        self.validate(resource_type, patched)
         return WriteResult(self._write(tx, resource_type, id, current.version + 1, patched))
 
     def _delete_in(self, tx: StorageTransaction, current: StoredResource, expected: int | None) -> WriteResult:
@@ -225,6 +221,150 @@ class ResourceService:
                                           last_updated, True, b""))
 
 
+class WriteOp:
+    """One write interaction, prepared: building it checked everything that needs no stored data
+    (types, ids, the body, search criteria). Inside a storage transaction, ``resolve`` finds what it
+    writes (the single match of its criteria, the id a create assigns; ``target_id`` after it) and
+    ``execute`` writes, first replacing the references ``references`` maps (a transaction bundle's
+    ``urn:uuid:`` fullUrls). A single interaction ``run``s both as one work; a transaction resolves
+    every entry before executing any. Both steps may run again when a backend retries the work, so
+    ``resolve`` sets all state afresh."""
+
+    method = ""
+
+    def __init__(self, service: ResourceService, resource_type: str, id: str | None) -> None:
+        self.service = service
+        self.resource_type = resource_type
+        self.target_id = id
+
+    def resolve(self, tx: StorageTransaction) -> None:
+        """Nothing to find for an interaction on a known id."""
+
+    def execute(self, tx: StorageTransaction, references: Mapping[str, str]) -> WriteResult:
+        raise NotImplementedError
+
+    def run(self, tx: StorageTransaction) -> WriteResult:
+        self.resolve(tx)
+        return self.execute(tx, {})
+
+
+class _Create(WriteOp):
+    method = "POST"
+
+    def __init__(self, service: ResourceService, resource_type: str, resource: dict[str, Any],
+                 criteria: list[AnyCriterion] | None, condition: str | None) -> None:
+        super().__init__(service, resource_type, None)
+        self.resource = resource
+        self.criteria = criteria
+        self.condition = condition
+        self.existing: StoredResource | None = None
+
+    def resolve(self, tx: StorageTransaction) -> None:
+        self.existing = None
+        if self.criteria is not None:
+            tx.claim(f"create:{self.resource_type}?{self.condition}")
+            self.existing = self.service._single_match(tx, self.resource_type, self.criteria, "create")
+        self.target_id = self.existing.id if self.existing is not None else new_id()
+
+    def execute(self, tx: StorageTransaction, references: Mapping[str, str]) -> WriteResult:
+        if self.existing is not None:
+            return WriteResult(self.existing, created=False, changed=False)
+        assert self.target_id is not None
+        resource = rewrite_references(self.resource, references) if references else self.resource
+        return WriteResult(self.service._write(tx, self.resource_type, self.target_id, 1, resource), created=True)
+
+
+class _Update(WriteOp):
+    method = "PUT"
+
+    def __init__(self, service: ResourceService, resource_type: str, id: str, resource: dict[str, Any],
+                 expected: int | None, unwanted: int | None) -> None:
+        super().__init__(service, resource_type, id)
+        self.resource = resource
+        self.expected = expected
+        self.unwanted = unwanted
+
+    def execute(self, tx: StorageTransaction, references: Mapping[str, str]) -> WriteResult:
+        assert self.target_id is not None
+        resource = rewrite_references(self.resource, references) if references else self.resource
+        return self.service._update_in(tx, self.resource_type, self.target_id, resource, self.expected,
+                                       self.unwanted)
+
+
+class _ConditionalUpdate(_Update):
+    def __init__(self, service: ResourceService, resource_type: str, query: str, criteria: list[AnyCriterion],
+                 resource: dict[str, Any], expected: int | None) -> None:
+        super().__init__(service, resource_type, "", resource, expected, None)
+        self.target_id = None
+        self.query = query
+        self.criteria = criteria
+
+    def resolve(self, tx: StorageTransaction) -> None:
+        tx.claim(f"update:{self.resource_type}?{self.query}")
+        match = self.service._single_match(tx, self.resource_type, self.criteria, "update")
+        if match is None:
+            self.target_id = check_id(self.resource["id"]) if "id" in self.resource else new_id()
+            return
+        if "id" in self.resource and self.resource["id"] != match.id:
+            raise bad_request(f"resource id {self.resource['id']!r} does not match the resource found "
+                              f"by the search ({match.id!r})", expression=(f"{self.resource_type}.id",))
+        self.target_id = match.id
+
+
+class _Patch(WriteOp):
+    method = "PATCH"
+
+    def __init__(self, service: ResourceService, resource_type: str, id: str | None,
+                 condition: tuple[str, list[AnyCriterion]] | None, content_type: str, patch: Any,
+                 expected: int | None) -> None:
+        super().__init__(service, resource_type, id)
+        self.condition = condition
+        self.content_type = content_type
+        self.patch = patch
+        self.expected = expected
+
+    def resolve(self, tx: StorageTransaction) -> None:
+        if self.condition is None:
+            return
+        query, criteria = self.condition
+        match = self.service._single_match(tx, self.resource_type, criteria, "patch")
+        if match is None:
+            raise not_found(f"no {self.resource_type} matches {query!r}")
+        self.target_id = match.id
+
+    def execute(self, tx: StorageTransaction, references: Mapping[str, str]) -> WriteResult:
+        assert self.target_id is not None
+        current = tx.read(self.resource_type, self.target_id)
+        return self.service._patch_in(tx, self.resource_type, self.target_id, current, self.content_type,
+                                      self.patch, self.expected, references)
+
+
+class _Delete(WriteOp):
+    method = "DELETE"
+
+    def __init__(self, service: ResourceService, resource_type: str, id: str | None,
+                 condition: tuple[str, list[AnyCriterion]] | None, expected: int | None) -> None:
+        super().__init__(service, resource_type, id)
+        self.condition = condition
+        self.expected = expected
+
+    def resolve(self, tx: StorageTransaction) -> None:
+        if self.condition is None:
+            return
+        query, criteria = self.condition
+        match = self.service._single_match(tx, self.resource_type, criteria, "delete")
+        if match is None:
+            raise not_found(f"no {self.resource_type} matches {query!r}")
+        self.target_id = match.id
+
+    def execute(self, tx: StorageTransaction, references: Mapping[str, str]) -> WriteResult:
+        assert self.target_id is not None
+        current = tx.read(self.resource_type, self.target_id)
+        if current is None:
+            raise not_found(f"{self.resource_type}/{self.target_id} is not known")
+        return self.service._delete_in(tx, current, self.expected)
+
+
 def _expected_version(if_match: str | None) -> int | None:
     """``If-Match: W/"3"`` (also ``"3"`` or ``3``) → 3."""
     if if_match is None:
@@ -232,10 +372,31 @@ def _expected_version(if_match: str | None) -> int | None:
     value = if_match.strip()
     if value.startswith("W/"):
         value = value[2:]
-    value = value.strip('"')
-    if not value.isdigit():
+    number = version_number(value.strip('"'))
+    if number is None:
         raise bad_request(f"If-Match must be a version ETag such as W/\"3\", not {if_match!r}")
-    return int(value)
+    return number
+
+
+def _unwanted_version(if_none_match: str | None) -> int | None:
+    """``If-None-Match`` on an update: ``*`` (write only if the resource does not exist yet, -1 here) or
+    a version ETag that must not be the current one."""
+    if if_none_match is None:
+        return None
+    value = if_none_match.strip()
+    if value == "*":
+        return -1
+    try:
+        return _expected_version(value)
+    except FhirError:
+        raise bad_request(f"If-None-Match must be * or a version ETag such as W/\"3\", not {if_none_match!r}") from None
+
+
+def _check_not_version(resource_type: str, id: str, current: StoredResource | None, unwanted: int | None) -> None:
+    if unwanted is None or current is None or current.deleted:
+        return
+    if unwanted == -1 or current.version == unwanted:
+        raise precondition_failed(f"If-None-Match: {resource_type}/{id} exists at version {current.version}")
 
 
 def _check_version(resource_type: str, id: str, current: StoredResource | None, expected: int | None) -> None:

@@ -12,6 +12,7 @@ import orjson
 from fhir_server.errors import bad_request
 
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+_VERSION = re.compile(r"[0-9]{1,18}")
 
 
 def now_ms() -> datetime:
@@ -22,6 +23,11 @@ def now_ms() -> datetime:
 
 def format_instant(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def version_number(text: str) -> int | None:
+    """A version id as the integer the stores keep, or None when ``text`` cannot be one."""
+    return int(text) if _VERSION.fullmatch(text) else None
 
 
 def new_id() -> str:

@@ -173,3 +173,11 @@ def test_no_storage_internals_appear_in_responses(client: TestClient) -> None:
         text = client.get(url).text
         for internal in ('"_id"', "ObjectId", '"pk"', '"pkey"', '"tok"', '"idx'):
             assert internal not in text, (url, internal)
+
+
+def test_vread_with_an_out_of_range_or_non_ascii_version_returns_404(client: TestClient) -> None:
+    rid = create(client, examples.patient())["id"]
+    for version in ("99999999999999999999", "\u00b2", "-1", "1.0"):
+        response = client.get(f"/Patient/{rid}/_history/{version}")
+        assert response.status_code == 404, version
+        assert response.json()["resourceType"] == "OperationOutcome"

@@ -82,7 +82,7 @@ def test_history_at_returns_the_version_current_then(client: TestClient) -> None
 
 
 def test_history_with_bad_parameters_returns_400(client: TestClient) -> None:
-    for query in ("_since=yesterday", "_count=-1", "_count=ten", "_at=2020-13", "_cursor=%%%", "_cursor=Zm9v",
+    for query in ("_since=yesterday", "_count=-1", "_count=ten", "_count=%C2%B2", "_at=2020-13", "_cursor=%%%", "_cursor=Zm9v",
                   "_sort=x"):
         response = client.get(f"/_history?{query}")
         assert response.status_code == 400, query

@@ -85,3 +85,12 @@ def test_twenty_concurrent_updates_with_the_same_if_match_let_exactly_one_win(li
         current = http.get(f"/Patient/{rid}").json()
         assert current["meta"]["versionId"] == "2"
         assert http.get(f"/Patient/{rid}/_history").json()["total"] == 2
+
+
+def test_if_match_with_a_huge_version_returns_412_and_a_non_ascii_one_400(client: TestClient) -> None:
+    rid = _create(client)
+    body = {**examples.patient(), "id": rid}
+    assert client.put(f"/Patient/{rid}", json=body, headers={"If-Match": 'W/"999999999999999999"'}).status_code == 412
+    assert client.put(f"/Patient/{rid}", json=body, headers={"If-Match": 'W/"99999999999999999999"'}).status_code == 400
+    assert client.put(f"/Patient/{rid}", json=body, headers={"If-Match": 'W/"\u00b2"'.encode("latin-1")}).status_code == 400
+    assert client.get(f"/Patient/{rid}").json()["meta"]["versionId"] == "1"
