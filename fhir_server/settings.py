@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 DEFAULT_STORE = "sqlite:///./data/fhir.db"
@@ -16,6 +16,17 @@ class Settings:
     max_body_bytes: int = 16 * 1024 * 1024
     default_count: int = 20
     max_count: int = 1000
+    # identity and sign-in (issue 5)
+    production: bool = False  # FHIR_ENV=production: refuses development-only features (the OTP outbox)
+    token_issuer: str | None = None  # `iss` of our tokens; None: base_url, else "urn:fhir-server"
+    token_audience: str | None = None  # `aud` of our access tokens; None: the issuer
+    signing_alg: str = "ES256"  # ES256 or RS256, for new signing keys
+    access_token_seconds: int = 15 * 60  # at most 30 minutes
+    refresh_token_seconds: int = 15 * 24 * 3600
+    lockout_seconds: int = 15 * 60  # how long 5 wrong passwords lock an account
+    password_memory_kib: int = 64 * 1024  # argon2id memory cost per password hash
+    sms_webhook_url: str | None = None  # SMS gateway: one JSON POST per message; None: development outbox
+    sms_webhook_token: str | None = None  # bearer token for the SMS gateway
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -30,4 +41,30 @@ class Settings:
             settings = replace(settings, max_body_bytes=int(env["FHIR_MAX_BODY_BYTES"]))
         if env.get("FHIR_MAX_COUNT"):
             settings = replace(settings, max_count=int(env["FHIR_MAX_COUNT"]))
+        if env.get("FHIR_ENV"):
+            settings = replace(settings, production=env["FHIR_ENV"].strip().lower() == "production")
+        for name, variable, convert in _IDENTITY_ENV:
+            if env.get(variable):
+                settings = replace(settings, **{name: convert(env[variable])})
         return settings
+
+    @property
+    def issuer(self) -> str:
+        return self.token_issuer or (self.base_url.rstrip("/") if self.base_url else "urn:fhir-server")
+
+    @property
+    def audience(self) -> str:
+        return self.token_audience or self.issuer
+
+
+_IDENTITY_ENV: tuple[tuple[str, str, Callable[[str], object]], ...] = (
+    ("token_issuer", "FHIR_TOKEN_ISSUER", str),
+    ("token_audience", "FHIR_TOKEN_AUDIENCE", str),
+    ("signing_alg", "FHIR_SIGNING_ALG", str.upper),
+    ("access_token_seconds", "FHIR_ACCESS_TOKEN_SECONDS", int),
+    ("refresh_token_seconds", "FHIR_REFRESH_TOKEN_SECONDS", int),
+    ("lockout_seconds", "FHIR_LOCKOUT_SECONDS", int),
+    ("password_memory_kib", "FHIR_PASSWORD_MEMORY_KIB", int),
+    ("sms_webhook_url", "FHIR_SMS_WEBHOOK_URL", str),
+    ("sms_webhook_token", "FHIR_SMS_WEBHOOK_TOKEN", str),
+)
