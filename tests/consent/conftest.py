@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from consent.store import IdentityStore, open_identity_store
 from fhir_server.settings import Settings
-
-
-class FakeClock:
-    """A clock tests move by hand; starts at a fixed, millisecond-aligned moment."""
-
-    def __init__(self, start: datetime = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
+from tests.consent.fakes import FakeClock
 
 
 @pytest.fixture
