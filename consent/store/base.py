@@ -152,6 +152,12 @@ class IdentityStore(Protocol):
     def close_challenge(self, challenge_id: str, status: str) -> bool:
         """Moves an open challenge to ``status``; False when it was no longer open (single use)."""
 
+    def open_challenge(self, account_id: str, purpose: str) -> OtpChallenge | None:
+        """The account's newest open challenge for ``purpose``."""
+
+    def reissue_challenge(self, challenge_id: str, code_hash: str, expires_at: datetime) -> bool:
+        """Replaces an open challenge's code (a resend); False when it was no longer open."""
+
     def record_send(self, account_id: str, challenge_id: str, at: datetime) -> None:
         """Notes that a code was sent (for the per-account send limit and the resend delay)."""
 

@@ -86,6 +86,9 @@ class MongoIdentityStore:
             IndexModel([("enrollment_key", ASCENDING)], name="enrollment_key", unique=True, sparse=True),
             IndexModel([("mobile", ASCENDING)], name="mobile"),
         ])
+        db.id_challenges.create_indexes([IndexModel([("account_id", ASCENDING), ("purpose", ASCENDING),
+                                                     ("status", ASCENDING), ("created_at", ASCENDING)],
+                                                    name="account_purpose")])
         db.id_otp_sends.create_indexes([IndexModel([("account_id", ASCENDING), ("sent_at", ASCENDING)],
                                                    name="account_sent")])
         db.id_refresh_tokens.create_indexes([IndexModel([("family_id", ASCENDING)], name="family"),
@@ -166,6 +169,15 @@ class MongoIdentityStore:
     def close_challenge(self, challenge_id: str, status: str) -> bool:
         result = self._db.id_challenges.update_one({"_id": challenge_id, "status": "open"},
                                                    {"$set": {"status": status}})
+        return result.modified_count == 1
+
+    def open_challenge(self, account_id: str, purpose: str) -> OtpChallenge | None:
+        cursor = self._db.id_challenges.find({"account_id": account_id, "purpose": purpose, "status": "open"})
+        return _record(OtpChallenge, next(iter(cursor.sort("created_at", DESCENDING).limit(1)), None))
+
+    def reissue_challenge(self, challenge_id: str, code_hash: str, expires_at: datetime) -> bool:
+        result = self._db.id_challenges.update_one({"_id": challenge_id, "status": "open"},
+                                                   {"$set": {"code_hash": code_hash, "expires_at": to_naive(expires_at)}})
         return result.modified_count == 1
 
     def record_send(self, account_id: str, challenge_id: str, at: datetime) -> None:

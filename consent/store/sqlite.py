@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS id_challenge (
     status TEXT NOT NULL,
     last_sent_at INTEGER
 );
+CREATE INDEX IF NOT EXISTS id_challenge_account ON id_challenge (account_id, purpose, status, created_at);
 CREATE TABLE IF NOT EXISTS id_otp_send (
     account_id TEXT NOT NULL,
     challenge_id TEXT NOT NULL,
@@ -262,6 +263,15 @@ class SqliteIdentityStore:
     def close_challenge(self, challenge_id: str, status: str) -> bool:
         cursor = self._execute("UPDATE id_challenge SET status = ? WHERE id = ? AND status = 'open'",
                                (status, challenge_id))
+        return cursor.rowcount == 1
+
+    def open_challenge(self, account_id: str, purpose: str) -> OtpChallenge | None:
+        return self._one(OtpChallenge, "SELECT * FROM id_challenge WHERE account_id = ? AND purpose = ? "
+                         "AND status = 'open' ORDER BY created_at DESC, rowid DESC LIMIT 1", (account_id, purpose))
+
+    def reissue_challenge(self, challenge_id: str, code_hash: str, expires_at: datetime) -> bool:
+        cursor = self._execute("UPDATE id_challenge SET code_hash = ?, expires_at = ? WHERE id = ? AND status = 'open'",
+                               (code_hash, to_ms(expires_at), challenge_id))
         return cursor.rowcount == 1
 
     def record_send(self, account_id: str, challenge_id: str, at: datetime) -> None:

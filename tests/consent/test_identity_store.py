@@ -138,6 +138,23 @@ def test_challenge_closes_once(identity_store: IdentityStore) -> None:
     assert stored is not None and stored.status == "used"
 
 
+def test_open_challenge_is_the_newest_open_one_and_reissue_needs_it_open(identity_store: IdentityStore) -> None:
+    older, newer, other = (OtpChallenge(id=new_id(), account_id="a", purpose=purpose, method="sms",
+                                        created_at=T0 + timedelta(seconds=n), expires_at=T0 + timedelta(hours=1),
+                                        code_hash="h")
+                           for n, purpose in ((0, "set-password"), (1, "set-password"), (2, "login")))
+    for challenge in (older, newer, other):
+        identity_store.create_challenge(challenge)
+    assert identity_store.open_challenge("a", "set-password") == newer
+    identity_store.close_challenge(newer.id, "failed")
+    assert identity_store.open_challenge("a", "set-password") == older
+    assert identity_store.open_challenge("b", "set-password") is None
+    assert identity_store.reissue_challenge(older.id, "h2", T0 + timedelta(hours=2)) is True
+    reissued = identity_store.challenge(older.id)
+    assert reissued is not None and (reissued.code_hash, reissued.expires_at) == ("h2", T0 + timedelta(hours=2))
+    assert identity_store.reissue_challenge(newer.id, "h3", T0) is False
+
+
 def test_sends_are_counted_per_account_and_window(identity_store: IdentityStore) -> None:
     challenge = OtpChallenge(id=new_id(), account_id="a", purpose="login", method="sms", created_at=T0,
                              expires_at=T0 + timedelta(minutes=10))
