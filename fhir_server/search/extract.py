@@ -13,12 +13,19 @@ so they can never collide with a real parameter code:
   modifier);
 - ``<token param>:of-type``: composite values (``Identifier.type`` coding, ``Identifier.value``) (the
   ``:of-type`` modifier).
+
+A reference parameter whose value is a whole inline resource (``Bundle.composition``, ``Bundle.message``:
+the first entry's Composition or MessageHeader) indexes that resource only when it is of a target
+type, and also indexes the inline resource's own values as ``<param>.<its param>``
+(``composition.subject``), its bundle-local references (``urn:uuid:`` fullUrls) resolved to the
+entries' ``Type/id``: a chain through such a parameter (``Bundle?composition.subject=Patient/1``)
+searches these values, since the inline resource is not stored on its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import product
 from typing import Any
 
@@ -73,9 +80,22 @@ class IndexExtractor:
                 continue
             if param.components:
                 values += _composites(param, items, resource)
+            elif param.embeds:
+                items = [i for i in items if i[1] != "Resource" or i[0].get("resourceType") in param.embeds]
+                values += _convert(param.code, param.converters, items)
+                values += self._embedded(param.code, items, resource)
             else:
                 values += _convert(param.code, param.converters, items)
         return list(dict.fromkeys(values))
+
+    def _embedded(self, code: str, items: list[tuple[Any, str]], container: Mapping[str, Any]) -> list[IndexValue]:
+        local = _bundle_targets(container)
+        prefix = code + "."
+        values: list[IndexValue] = []
+        for value, value_type in items:
+            if value_type == "Resource":
+                values += [_embed(prefix, v, local) for v in self.extract(value)]
+        return values
 
     def _compile(self, resource_type: str) -> tuple[_Param, ...]:
         return tuple(self._compile_param(resource_type, d) for d in self._registry.for_type(resource_type).values())
@@ -93,7 +113,8 @@ class IndexExtractor:
         converters = {**SCALAR_CONVERTERS.get(definition.type, {})}
         for value_type, extra in _DERIVED.get(definition.type, {}).items():
             converters[value_type] = _with_derived(converters[value_type], extra)
-        return _Param(definition.code, path.roots, path.evaluate, converters, components)
+        embeds = definition.targets if definition.type == "reference" and "Resource" in path.types else ()
+        return _Param(definition.code, path.roots, path.evaluate, converters, components, embeds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +131,24 @@ class _Param:
     evaluate: Evaluator
     converters: Mapping[str, Converter]
     components: Mapping[str, tuple[_Component, ...]]  # by the FHIR type of the composite's element
+    embeds: tuple[str, ...] = ()  # inline-resource parameter: the resource types it indexes
+
+
+def _bundle_targets(container: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """``{fullUrl: (type, id)}`` of a Bundle's entries whose resource has an id."""
+    targets: dict[str, tuple[str, str]] = {}
+    for entry in container.get("entry", ()) if container.get("resourceType") == "Bundle" else ():
+        resource, full_url = entry.get("resource"), entry.get("fullUrl")
+        if isinstance(resource, dict) and isinstance(full_url, str) and resource.get("id"):
+            targets[full_url] = (resource.get("resourceType"), resource["id"])
+    return targets
+
+
+def _embed(prefix: str, value: IndexValue, local: Mapping[str, tuple[str, str]]) -> IndexValue:
+    if isinstance(value, ReferenceValue) and value.url in local:
+        target_type, target_id = local[value.url]
+        return ReferenceValue(prefix + value.param, target_type, target_id)
+    return replace(value, param=prefix + value.param)
 
 
 def _composites(param: _Param, items: list[tuple[Any, str]], resource: Any) -> list[IndexValue]:

@@ -16,7 +16,7 @@ from importlib import resources
 from types import MappingProxyType
 from typing import Any
 
-from fhir_server.search.fhirpath import ElementTypes
+from fhir_server.search.fhirpath import ElementTypes, compile_path
 
 DATA_FILE = "search_parameters_r4.json"
 
@@ -58,6 +58,7 @@ class SearchRegistry:
         self._resource_types = resource_types
         self.element_types: ElementTypes = MappingProxyType(dict(element_types))  # for compiling expressions
         self._unsupported = unsupported
+        self._embedding: dict[tuple[str, str], bool] = {}
 
     @classmethod
     def load(cls) -> SearchRegistry:
@@ -81,6 +82,17 @@ class SearchRegistry:
     def for_type(self, resource_type: str) -> Mapping[str, SearchParamDef]:
         """Every supported parameter of ``resource_type`` by code (empty for an unknown type)."""
         return self._by_type.get(resource_type, MappingProxyType({}))
+
+    def embeds(self, resource_type: str, code: str) -> bool:
+        """Whether reference parameter ``code`` yields whole inline resources rather than references
+        (``Bundle.composition`` is the first entry's Composition). Such a resource is indexed with the
+        container (see ``search.extract``), so chains through the parameter search it there."""
+        key = (resource_type, code)
+        if key not in self._embedding:
+            definition = self.get(resource_type, code)
+            self._embedding[key] = definition is not None and definition.type == "reference" and "Resource" in (
+                compile_path(definition.expression, resource_type, self.element_types).types)
+        return self._embedding[key]
 
     def resource_types(self) -> tuple[str, ...]:
         return self._resource_types
