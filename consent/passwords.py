@@ -34,9 +34,9 @@ def check_password_policy(password: str, *, health_id: str | None = None, addres
 
 
 class Passwords:
-    def __init__(self, memory_kib: int = 64 * 1024, time_cost: int = 3) -> None:
+    def __init__(self, memory_kib: int = 19 * 1024, time_cost: int = 2) -> None:
         self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=1)
-        self._dummy = self._hasher.hash("not a password anyone has")
+        self._dummy: str | None = None  # made on first use: most server instances never need it
 
     def hash(self, password: str) -> str:
         return self._hasher.hash(password)
@@ -45,6 +45,8 @@ class Passwords:
         """False for a wrong password and for no hash at all, after the same amount of work."""
         if len(password) > MAX_LENGTH:
             password = password[:MAX_LENGTH]
+        if password_hash is None and self._dummy is None:
+            self._dummy = self._hasher.hash("not a password anyone has")
         try:
             return self._hasher.verify(password_hash or self._dummy, password) and password_hash is not None
         except (VerifyMismatchError, VerificationError, InvalidHashError):

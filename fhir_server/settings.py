@@ -24,7 +24,7 @@ class Settings:
     access_token_seconds: int = 15 * 60  # at most 30 minutes
     refresh_token_seconds: int = 15 * 24 * 3600
     lockout_seconds: int = 15 * 60  # how long 5 wrong passwords lock an account
-    password_memory_kib: int = 64 * 1024  # argon2id memory cost per password hash
+    password_memory_kib: int = 19 * 1024  # argon2id memory cost per password hash (OWASP minimum)
     sms_webhook_url: str | None = None  # SMS gateway: one JSON POST per message; None: development outbox
     sms_webhook_token: str | None = None  # bearer token for the SMS gateway
 
