@@ -27,6 +27,7 @@ from fhir_server.search.registry import SearchRegistry
 from fhir_server.service.history import HistoryService
 from fhir_server.service.resources import ResourceService
 from fhir_server.service.search import SearchService
+from fhir_server.service.subsetting import Subsetter
 from fhir_server.settings import Settings
 from fhir_server.storage.factory import open_storage
 
@@ -60,7 +61,8 @@ def build_context(settings: Settings) -> ServerContext:
         registry=registry,
         resources=ResourceService(storage, registry, extractor),
         history=HistoryService(storage, settings.default_count, settings.max_count),
-        search=SearchService(storage, registry, settings.default_count, settings.max_count),
+        search=SearchService(storage, registry, extractor, Subsetter.load(), default_count=settings.default_count,
+                             max_count=settings.max_count, total_limit=settings.total_limit),
         resource_types=resource_types,
         inline_reads=getattr(storage, "inline_reads", False),
     )

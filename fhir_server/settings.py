@@ -16,6 +16,7 @@ class Settings:
     max_body_bytes: int = 16 * 1024 * 1024
     default_count: int = 20
     max_count: int = 1000
+    total_limit: int = 10_000  # without _total=accurate, a search counts at most this many matches
     # identity and sign-in (issue 5)
     production: bool = False  # FHIR_ENV=production: refuses development-only features (the OTP outbox)
     token_issuer: str | None = None  # `iss` of our tokens; None: base_url, else "urn:fhir-server"
@@ -41,6 +42,8 @@ class Settings:
             settings = replace(settings, max_body_bytes=int(env["FHIR_MAX_BODY_BYTES"]))
         if env.get("FHIR_MAX_COUNT"):
             settings = replace(settings, max_count=int(env["FHIR_MAX_COUNT"]))
+        if env.get("FHIR_TOTAL_LIMIT"):
+            settings = replace(settings, total_limit=int(env["FHIR_TOTAL_LIMIT"]))
         if env.get("FHIR_ENV"):
             settings = replace(settings, production=env["FHIR_ENV"].strip().lower() == "production")
         for name, variable, convert in _IDENTITY_ENV:

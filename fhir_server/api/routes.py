@@ -16,7 +16,13 @@ from starlette.responses import Response
 
 from fhir_server.api import negotiation as neg
 from fhir_server.api.context import ServerContext
-from fhir_server.api.responses import json_response, outcome_response, resource_response, write_response
+from fhir_server.api.responses import (
+    json_response,
+    outcome_response,
+    resource_response,
+    version_headers,
+    write_response,
+)
 from fhir_server.errors import FhirError, not_found
 from fhir_server.service.bundles import etag
 from fhir_server.service.resources import WriteResult
@@ -69,6 +75,15 @@ async def read(ctx: ServerContext, request: Request) -> Response:
     stored = await ctx.run_read(ctx.resources.read, ctx.policy(request), resource_type, request.path_params["id"])
     if _not_modified(request, stored):
         return Response(None, 304, {"ETag": etag(stored)})
+    return _resource(ctx, request, stored)
+
+
+def _resource(ctx: ServerContext, request: Request, stored: StoredResource) -> Response:
+    """A read or vread response, reduced when the query asks for ``_summary`` or ``_elements``."""
+    if request.scope["query_string"]:
+        body = ctx.search.subset_read(stored, _params(request))
+        if body is not stored.body:
+            return json_response(body, 200, version_headers(stored), neg.pretty(request))
     return resource_response(stored, pretty=neg.pretty(request))
 
 
@@ -93,7 +108,7 @@ async def vread(ctx: ServerContext, request: Request) -> Response:
     resource_type = _type(ctx, request)
     stored = await ctx.run_read(ctx.resources.vread, ctx.policy(request), resource_type, request.path_params["id"],
                                 request.path_params["vid"])
-    return resource_response(stored, pretty=neg.pretty(request))
+    return _resource(ctx, request, stored)
 
 
 async def create(ctx: ServerContext, request: Request) -> Response:
@@ -208,6 +223,15 @@ async def search_type_post(ctx: ServerContext, request: Request) -> Response:
     return await _search(ctx, request, resource_type, _params(request) + await _form(ctx, request))
 
 
+async def search_compartment(ctx: ServerContext, request: Request) -> Response:
+    """``GET /Patient/123/Observation?...``: a type search within one compartment."""
+    compartment = request.path_params["compartment"]
+    if compartment not in ctx.resource_types:
+        raise not_found(f"unknown resource type {compartment!r}")
+    return await _search(ctx, request, _type(ctx, request), _params(request),
+                         compartment=(compartment, request.path_params["id"]))
+
+
 async def search_system(ctx: ServerContext, request: Request) -> Response:
     return await _search(ctx, request, None, _params(request))
 
@@ -228,10 +252,10 @@ async def _form(ctx: ServerContext, request: Request) -> list[tuple[str, str]]:
 
 
 async def _search(ctx: ServerContext, request: Request, resource_type: str | None,
-                  params: list[tuple[str, str]]) -> Response:
+                  params: list[tuple[str, str]], compartment: tuple[str, str] | None = None) -> Response:
     strict = neg.preferences(request).strict
     result = await ctx.run_read(ctx.search.search, ctx.policy(request), _base(ctx, request), resource_type, params,
-                                strict=strict)
+                                strict=strict, compartment=compartment)
     return json_response(result, pretty=neg.pretty(request))
 
 
@@ -244,6 +268,9 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/{type}/_search", search_type_post, "search-type", "type"),
     Route("GET", "/{type}/{id}/_history/{vid}", vread, "vread", "instance"),
     Route("GET", "/{type}/{id}/_history", history_instance, "history-instance", "instance"),
+    # after every other three-segment GET route (``_history`` above, operations such as
+    # ``$everything``): Starlette takes the first route that matches
+    Route("GET", "/{compartment}/{id}/{type}", search_compartment, "search-type", "type"),
     Route("GET", "/{type}/{id}", read, "read", "instance"),
     Route("PUT", "/{type}/{id}", update, "update", "instance"),
     Route("PATCH", "/{type}/{id}", patch, "patch", "instance"),

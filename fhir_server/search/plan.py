@@ -8,7 +8,9 @@ normalized the way the index stores them, so a backend only compares.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 
 class Prefix(StrEnum):
@@ -120,7 +122,19 @@ class HasCriterion:
     inner: Criterion | ChainCriterion | HasCriterion
 
 
-AnyCriterion = Criterion | ChainCriterion | HasCriterion
+@dataclass(frozen=True, slots=True)
+class CompartmentCriterion:
+    """Compartment search (``Patient/123/Observation``): resources whose reference parameter of one
+    of ``pkeys`` (``"Observation.subject"``, the CompartmentDefinition's) points at
+    ``compartment_type/compartment_id``."""
+
+    resource_type: str
+    pkeys: tuple[str, ...]
+    compartment_type: str
+    compartment_id: str
+
+
+AnyCriterion = Criterion | ChainCriterion | HasCriterion | CompartmentCriterion
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,15 +155,36 @@ class Include:
     iterate: bool = False
 
 
+Position = tuple[Any, ...]
+"""A resource's place in a search's order: its sort values (``None`` for a missing one), then the
+storage's tie-breaker (immutable, unique per resource)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """When a paged search began; every page of the walk is computed against the same snapshot.
+
+    A resource belongs to the walk when it was created at or before ``began``. Its place in a sorted
+    walk comes from its *walk version*: the version current at ``stable``, or, for a resource with
+    none (or a deletion) then, the next one. ``stable`` is a little earlier than ``began``: every
+    version written at or before it had committed when the first page was read."""
+
+    stable: datetime
+    began: datetime
+
+
 @dataclass(slots=True)
 class SearchPlan:
     resource_types: tuple[str, ...]  # one for a type search; several (or all) for a system search
     criteria: list[AnyCriterion] = field(default_factory=list)
     sort: list[SortKey] = field(default_factory=list)
     count: int = 20
-    offset: int = 0
-    total: str = "accurate"  # "none" | "estimate" | "accurate"
+    total: str | None = None  # "none" | "estimate" | "accurate"; None: the server's choice
     includes: list[Include] = field(default_factory=list)
     summary: str | None = None
     elements: tuple[str, ...] = ()
     ignored: list[str] = field(default_factory=list)  # unknown parameters, reported in an outcome entry
+    cursor: str | None = None  # ``_cursor``: the page token of a link this server issued
+    snapshot: Snapshot | None = None  # None: no paging walk (every current match counts)
+    after: Position | None = None  # the page starts right after this position ...
+    before: Position | None = None  # ... or ends right before this one

@@ -39,7 +39,7 @@ SYSTEM_TYPE = "Resource"
 _IGNORED = frozenset({"_format", "_pretty"})  # the API layer's business, not the plan's
 _SUMMARY = frozenset({"true", "text", "data", "count", "false"})
 _TOTAL = frozenset({"none", "estimate", "accurate"})
-_ELEMENT = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*")
+_ELEMENT = re.compile(r"(?:[A-Z][A-Za-z]*\.)?[a-z][A-Za-z0-9]*(?:\[x\])?")
 _CONDITIONAL_LIMIT = 2  # a conditional interaction only needs to know: none, one or several
 
 
@@ -112,28 +112,25 @@ class _Parser:
             plan.includes += [self._include(name, v, base == "_revinclude", bool(modifier))
                               for v in value.split(",") if v]
             return True
-        if base not in ("_count", "_offset", "_sort", "_total", "_summary", "_elements"):
+        if base not in ("_count", "_cursor", "_sort", "_total", "_summary", "_elements"):
             return False
         if modifier:
             raise bad_request(f"Search parameter '{name}' takes no modifier", expression=(name,))
         if base == "_count":
             plan.count = min(_non_negative(name, value), max_count)
-        elif base == "_offset":
-            plan.offset = _non_negative(name, value)
+        elif base == "_cursor":
+            plan.cursor = value
         elif base == "_sort":
             plan.sort = [self._sort_key(plan.resource_types, key) for key in value.split(",") if key]
         elif base == "_total":
             plan.total = _one_of(name, value, _TOTAL)
         elif base == "_summary":
-            summary = _one_of(name, value, _SUMMARY)
-            plan.summary = None if summary == "false" else summary
+            plan.summary = parse_summary(value)
         else:
-            elements = tuple(e.strip() for e in value.split(",") if e.strip())
-            bad = [e for e in elements if not _ELEMENT.fullmatch(e)]
-            if bad:
-                raise bad_request(f"Search parameter '_elements': invalid element name(s) {', '.join(bad)}",
-                                  expression=(name,))
-            plan.elements = elements
+            plan.elements = parse_elements(value, self.registry)
+        if plan.elements and plan.summary not in (None, "count"):
+            raise bad_request("_summary and _elements cannot be combined: use one of them",
+                              expression=("_summary", "_elements"))
         return True
 
     def _sort_key(self, types: tuple[str, ...], key: str) -> SortKey:
@@ -237,6 +234,25 @@ class _Parser:
         if first is None or any(d is None or d.type != first.type for d in definitions):
             return None
         return first
+
+
+def parse_summary(value: str) -> str | None:
+    """A ``_summary`` value; None for ``false``."""
+    summary = _one_of("_summary", value, _SUMMARY)
+    return None if summary == "false" else summary
+
+
+def parse_elements(value: str, registry: SearchRegistry) -> tuple[str, ...]:
+    """The names of an ``_elements`` value: top-level elements, optionally qualified by a resource
+    type (``Patient.name``)."""
+    elements = tuple(e.strip() for e in value.split(",") if e.strip())
+    bad = [e for e in elements if not _ELEMENT.fullmatch(e)
+           or ("." in e and not registry.is_resource_type(e.split(".", 1)[0]))]
+    if bad:
+        raise bad_request(f"Search parameter '_elements': invalid element name(s) {', '.join(bad)} (top-level "
+                          "elements, optionally qualified by a resource type: name, Patient.name)",
+                          expression=("_elements",))
+    return elements
 
 
 def _non_negative(name: str, value: str) -> int:

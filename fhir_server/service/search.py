@@ -1,83 +1,155 @@
-"""Type and system search: query → SearchPlan → storage → searchset Bundle with absolute links."""
+"""Type, system and compartment search: query → SearchPlan → storage → searchset Bundle.
+
+Paging follows ``service.paging`` (keyset links that carry the walk's snapshot). Totals
+(``_total``):
+
+- ``accurate``: counted exactly, on every page;
+- ``none``: never counted;
+- by default and for ``estimate``: counted on the first page only, and only up to ``total_limit``
+  matches (larger results get no ``Bundle.total``); later pages repeat the first page's figure from
+  their page token;
+- ``_count=0`` and ``_summary=count`` return the total (counted exactly unless ``_total=none``) and no
+  entries.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
 from consent.policy import AccessPolicy
-from fhir_server.errors import FhirError, Issue, operation_outcome
-from fhir_server.search.plan import SearchPlan
-from fhir_server.search.query import parse_search
+from fhir_server.errors import Issue, bad_request, operation_outcome
+from fhir_server.search.compartments import membership
+from fhir_server.search.extract import IndexExtractor
+from fhir_server.search.plan import CompartmentCriterion, SearchPlan
+from fhir_server.search.query import parse_elements, parse_search, parse_summary
 from fhir_server.search.registry import SearchRegistry
 from fhir_server.service.bundles import bundle, page_url, search_entry
-from fhir_server.storage.base import Storage, StoredResource
-
-_PAGING = ("_offset",)
-_SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED",
-              "display": "Resource encoded in summary mode"}
-_ALWAYS_KEPT = ("resourceType", "id", "meta")
-
-
-def _subset(stored: StoredResource, elements: Sequence[str]) -> bytes:
-    """``_elements``: the named top-level elements plus the mandatory ones, tagged SUBSETTED."""
-    resource = orjson.loads(stored.body)
-    kept = {k: v for k, v in resource.items() if k in _ALWAYS_KEPT or k in elements}
-    meta = dict(kept.get("meta") or {})
-    meta["tag"] = [*meta.get("tag", []), _SUBSETTED]
-    kept["meta"] = meta
-    return orjson.dumps(kept)
+from fhir_server.service.paging import (
+    CURSOR,
+    PageToken,
+    merge,
+    new_snapshot,
+    place_changed,
+    sort_signature,
+)
+from fhir_server.service.subsetting import Subsetter
+from fhir_server.storage.base import Hit, Storage, StoredResource
 
 
 class SearchService:
-    def __init__(self, storage: Storage, registry: SearchRegistry, default_count: int, max_count: int) -> None:
+    def __init__(self, storage: Storage, registry: SearchRegistry, extractor: IndexExtractor, subsetter: Subsetter,
+                 *, default_count: int, max_count: int, total_limit: int) -> None:
         self.storage = storage
         self.registry = registry
+        self.extractor = extractor
+        self.subsetter = subsetter
         self.default_count = default_count
         self.max_count = max_count
+        self.total_limit = total_limit
 
     def search(self, policy: AccessPolicy, base_url: str, resource_type: str | None,
-               params: Sequence[tuple[str, str]], *, strict: bool) -> dict[str, Any]:
+               params: Sequence[tuple[str, str]], *, strict: bool,
+               compartment: tuple[str, str] | None = None) -> dict[str, Any]:
+        """The searchset Bundle for ``params`` over ``resource_type`` (None: a system search), within
+        ``compartment`` (``("Patient", "123")``) when given."""
         plan = parse_search(resource_type, list(params), self.registry, strict=strict,
-                            default_count=self.default_count, max_count=self.max_count)
+                            default_count=self.default_count, max_count=self.max_count, base_url=base_url)
         for t in plan.resource_types:
             policy.require_read(t)
-        if plan.summary not in (None, "false", "count"):
-            raise FhirError(400, "not-supported", f"_summary={plan.summary} is not supported yet; "
-                                                  "use _elements or _summary=count")
+        if compartment is not None:
+            plan.criteria.insert(0, self._compartment(compartment, plan.resource_types))
+        token = PageToken.decode(plan.cursor, plan.sort) if plan.cursor is not None else None
+        plan.snapshot = token.snapshot if token else new_snapshot()
+        if token is not None:
+            plan.after, plan.before = token.after, token.before
+        page_size = plan.count
         if plan.summary == "count":
             plan.count = 0
         page = self.storage.search(plan)
-        path = resource_type or ""
-        entries = [self._entry(base_url, s, "match", plan) for s in page.matches]
-        entries += [self._entry(base_url, s, "include", plan) for s in page.includes
-                    if policy.can_read(s.resource_type)]
+        placed = place_changed(plan.sort, plan.snapshot, page.changed, self.extractor.extract) if page.changed else []
+        hits, more = merge(plan.sort, page.hits, placed, plan.count, plan.after, plan.before)
+        total = self._total(plan, token, len(placed))
+        matches = [h.stored for h in hits]
+        entries = [self._entry(base_url, s, "match", plan) for s in matches]
+        if plan.includes and matches:
+            entries += [self._entry(base_url, s, "include", plan) for s in self.storage.includes(matches, plan.includes)
+                        if policy.can_read(s.resource_type)]
         if plan.ignored:
             outcome = operation_outcome(
                 [Issue("warning", "not-supported", f"unknown search parameter {name!r} was ignored")
                  for name in plan.ignored])
             entries.append({"resource": outcome, "search": {"mode": "outcome"}})
-        return bundle("searchset", entries, self._links(base_url, path, params, plan, page.total,
-                                                        len(page.matches)), page.total)
+        path = "/".join([*(compartment or ()), *([resource_type] if resource_type else [])])
+        token = PageToken(plan.snapshot, sort_signature(plan.sort),
+                          total=total if plan.total != "accurate" else None)
+        links = _links(base_url, path, params, page_size, plan, token, hits, more)
+        return bundle("searchset", entries, links, total)
+
+    def subset_read(self, stored: StoredResource, params: Sequence[tuple[str, str]]) -> bytes:
+        """The body a read or vread returns: reduced as ``_summary`` / ``_elements`` ask (other
+        parameters are ignored), else the stored bytes themselves."""
+        summary, elements = None, ()
+        for name, value in params:
+            if name == "_summary":
+                summary = parse_summary(value)
+                if summary == "count":
+                    raise bad_request("_summary=count applies to searches only", expression=("_summary",))
+            elif name == "_elements":
+                elements = parse_elements(value, self.registry)
+        if summary is not None and elements:
+            raise bad_request("_summary and _elements cannot be combined: use one of them",
+                              expression=("_summary", "_elements"))
+        if summary is None and not elements:
+            return stored.body
+        return self.subsetter.subset(stored.body, stored.resource_type, summary, elements)
+
+    def _compartment(self, compartment: tuple[str, str], types: tuple[str, ...]) -> CompartmentCriterion:
+        compartment_type, compartment_id = compartment
+        members = membership(compartment_type, self.registry)
+        outside = [t for t in types if t not in members]
+        if outside:
+            raise bad_request(f"{', '.join(outside)} resources are never in a {compartment_type} compartment")
+        pkeys = tuple(f"{t}.{param}" for t in types for param in members[t])
+        return CompartmentCriterion(types[0], pkeys, compartment_type, compartment_id)
+
+    def _total(self, plan: SearchPlan, token: PageToken | None, placed: int) -> int | None:
+        if plan.total == "none":
+            return None
+        exact = plan.total == "accurate" or plan.count == 0
+        if not exact and token is not None:
+            return token.total
+        counted = self.storage.count(plan, None if exact else self.total_limit + 1)
+        if not exact and counted > self.total_limit:
+            return None
+        return counted + placed
 
     def _entry(self, base_url: str, stored: StoredResource, mode: str, plan: SearchPlan) -> dict[str, Any]:
-        body = _subset(stored, plan.elements) if plan.elements else None
+        body = None
+        if plan.summary is not None or plan.elements:
+            body = self.subsetter.subset(stored.body, stored.resource_type, plan.summary, plan.elements)
         return search_entry(base_url, stored, mode, body)
 
-    def _links(self, base_url: str, path: str, params: Sequence[tuple[str, str]], plan: SearchPlan,
-               total: int | None, returned: int) -> list[tuple[str, str]]:
-        kept = [(n, v) for n, v in params if n not in _PAGING]
 
-        def at(offset: int) -> str:
-            return page_url(base_url, path, [*kept, *([("_offset", str(offset))] if offset else [])])
+def _links(base_url: str, path: str, params: Sequence[tuple[str, str]], page_size: int, plan: SearchPlan,
+           token: PageToken, hits: list[Hit], more: bool) -> list[tuple[str, str]]:
+    """Absolute ``self``, ``first``, ``next`` and ``previous`` links, each with the effective
+    ``_count``; all but ``self`` carry a page token of this walk."""
+    kept = [(n, v) for n, v in params if n not in ("_count", CURSOR)]
+    kept.append(("_count", str(page_size)))
 
-        links = [("self", at(plan.offset)), ("first", at(0))]
-        if plan.count > 0:
-            more = plan.offset + returned < total if total is not None else returned == plan.count
-            if more:
-                links.append(("next", at(plan.offset + plan.count)))
-            if plan.offset > 0:
-                links.append(("previous", at(max(0, plan.offset - plan.count))))
-        return links
+    def at(page: PageToken | None) -> str:
+        return page_url(base_url, path, [*kept, *([(CURSOR, page.encode())] if page else [])])
+
+    requested = next((v for n, v in params if n == CURSOR), None)
+    links = [("self", page_url(base_url, path, [*kept, *([(CURSOR, requested)] if requested else [])])),
+             ("first", at(token))]
+    if hits:
+        forward = plan.before is None
+        if more if forward else True:
+            links.append(("next", at(PageToken(token.snapshot, token.sort, after=hits[-1].position,
+                                               total=token.total))))
+        if plan.after is not None if forward else more:
+            links.append(("previous", at(PageToken(token.snapshot, token.sort, before=hits[0].position,
+                                                   total=token.total))))
+    return links

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Protocol, TypeVar
 
 from fhir_server.search.index_values import IndexValue
-from fhir_server.search.plan import AnyCriterion, SearchPlan
+from fhir_server.search.plan import AnyCriterion, Include, Position, SearchPlan
 
 T = TypeVar("T")
 
@@ -64,11 +64,37 @@ class HistoryPage:
     next_cursor: tuple[datetime, str] | None  # pass as ``before`` for the next page
 
 
+CHANGED_LIMIT = 2000
+"""The most changed matches (see ``SearchPage.changed``) a page of a sorted walk may have to place."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    stored: StoredResource
+    position: Position  # the values the storage sorted by, then its tie-breaker
+
+
+@dataclass(frozen=True, slots=True)
+class ChangedMatch:
+    """A current match of a sorted walk written after ``snapshot.stable``: its place in the walk comes
+    from an older version (``Snapshot``), which the caller computes from ``at_stable``, the latest
+    version written at or before ``stable``, or ``after_stable``, the first one written after it."""
+
+    stored: StoredResource
+    tiebreak: Position
+    at_stable: StoredResource | None
+    after_stable: StoredResource | None
+
+
 @dataclass(frozen=True, slots=True)
 class SearchPage:
-    matches: list[StoredResource]
-    total: int | None
-    includes: list[StoredResource]
+    """``hits``: at most ``plan.count + 1`` members of the walk in order, starting after
+    ``plan.after`` or, nearest first, ending before ``plan.before``. For a sorted walk, members
+    written after ``snapshot.stable`` are not among them: they come as ``changed`` (all of them, up to
+    ``CHANGED_LIMIT + 1``), for the caller to place."""
+
+    hits: list[Hit]
+    changed: list[ChangedMatch]
 
 
 def history_key(resource_type: str, id: str, version: int) -> str:
@@ -102,7 +128,14 @@ class Storage(Protocol):
         ...
 
     def search(self, plan: SearchPlan) -> SearchPage:
-        ...
+        """One page of current, non-deleted matches. With ``plan.snapshot``, only the walk's members
+        (created at or before ``snapshot.began``); without one, every match is a hit."""
+
+    def count(self, plan: SearchPlan, limit: int | None = None) -> int:
+        """How many hits the whole walk has (not its ``changed`` matches), counting at most ``limit``."""
+
+    def includes(self, matches: Sequence[StoredResource], includes: Sequence[Include]) -> list[StoredResource]:
+        """Current resources that ``_include``/``_revinclude`` add to ``matches`` (not among them)."""
 
     def run_in_transaction(self, work: Callable[[StorageTransaction], T]) -> T:
         ...

@@ -23,10 +23,13 @@ from pymongo.read_concern import ReadConcern
 from pymongo.read_preferences import ReadPreference
 from pymongo.write_concern import WriteConcern
 
-from fhir_server.search.plan import AnyCriterion, Include, SearchPlan
+from fhir_server.search.plan import AnyCriterion, Include, SearchPlan, SortKey
 from fhir_server.storage.base import (
+    CHANGED_LIMIT,
+    ChangedMatch,
     HistoryPage,
     HistoryQuery,
+    Hit,
     ResourceWrite,
     SearchPage,
     StoredResource,
@@ -39,7 +42,10 @@ from fhir_server.storage.mongo_search import (
     Compiler,
     Fetch,
     Filter,
+    created_before,
+    creation_key,
     index_fields,
+    keyset_match,
     revinclude_filter,
     sort_stages,
 )
@@ -104,6 +110,35 @@ def history_filters(query: HistoryQuery) -> tuple[Filter, Filter]:
     return base, {**base, "hk": {**key, "$lt": min(cursor, key.get("$lt", cursor))}}
 
 
+def members_filter(query: Filter, plan: SearchPlan) -> Filter:
+    """``query`` limited to the hits of ``plan`` (see ``Storage.search``)."""
+    snapshot = plan.snapshot
+    if snapshot is None:
+        return query
+    if plan.sort:
+        return {**query, "lu": {"$lte": naive_utc(snapshot.stable)}}
+    return {**query, "ck": {"$lt": created_before(_ms(snapshot.began))}}
+
+
+def changed_filter(query: Filter, plan: SearchPlan) -> Filter:
+    """``query`` limited to the changed matches of a sorted walk: written after ``snapshot.stable``
+    (that condition leads: few resources are that recent), created at or before ``snapshot.began``."""
+    assert plan.snapshot is not None
+    return {"lu": {"$gt": naive_utc(plan.snapshot.stable)}, **query,
+            "ck": {"$lt": created_before(_ms(plan.snapshot.began))}}
+
+
+def _position_value(key: SortKey, value: Any) -> Any:
+    """A sort value as positions carry it: ``_lastUpdated`` in ms, like SQLite and the service."""
+    return _ms(value.replace(tzinfo=UTC)) if key.param == "_lastUpdated" and value is not None else value
+
+
+def _db_sort_value(key: SortKey, value: Any) -> Any:
+    if key.param == "_lastUpdated" and isinstance(value, int):
+        return naive_utc(_EPOCH + timedelta(milliseconds=value))
+    return value
+
+
 def _to_stored(doc: dict[str, Any]) -> StoredResource:
     return StoredResource(doc["type"], doc["id"], doc["v"], doc["lu"].replace(tzinfo=UTC), doc["d"],
                           bytes(doc["body"]))
@@ -145,7 +180,8 @@ class MongoTransaction:
         fields = {"type": change.resource_type, "id": change.id, "v": change.version, "lu": updated,
                   "d": change.deleted, "body": change.body}
         index = index_fields(change.resource_type, () if change.deleted else change.index)
-        self._db.resources.update_one({"_id": key}, {"$set": {**fields, **index}, "$setOnInsert": {"ct": updated}},
+        created = creation_key(_ms(change.last_updated), key)
+        self._db.resources.update_one({"_id": key}, {"$set": {**fields, **index}, "$setOnInsert": {"ck": created}},
                                       upsert=True, session=self._session)
         order = history_sort_key(change.last_updated, change.resource_type, change.id, change.version)
         self._db.history.insert_one({"_id": f"{key}/{change.version}", **fields, "hk": order, "end": OPEN_END},
@@ -193,28 +229,58 @@ class MongoStorage:
 
     def search(self, plan: SearchPlan) -> SearchPage:
         query = Compiler(_fetcher(self._db, None)).filter(plan.resource_types, plan.criteria)
-        total = None
-        if plan.total != "none" or plan.count == 0:
-            total = self._db.resources.count_documents(query)
-        matches: list[StoredResource] = []
-        if plan.count > 0:
-            matches = [_to_stored(doc) for doc in self._page(query, plan)]
-        includes = self._includes(matches, plan.includes) if plan.includes and matches else []
-        return SearchPage(matches, total, includes)
+        hits = self._hits(query, plan) if plan.count > 0 else []
+        changed = self._changed(query, plan) if plan.sort and plan.snapshot is not None else []
+        return SearchPage(hits, changed)
 
-    def _page(self, query: Filter, plan: SearchPlan) -> list[dict[str, Any]]:
+    def count(self, plan: SearchPlan, limit: int | None = None) -> int:
+        query = members_filter(Compiler(_fetcher(self._db, None)).filter(plan.resource_types, plan.criteria), plan)
+        return self._db.resources.count_documents(query, **({} if limit is None else {"limit": limit}))
+
+    def _hits(self, query: Filter, plan: SearchPlan) -> list[Hit]:
+        forward = plan.before is None
+        position = plan.after if forward else plan.before
+        members = members_filter(query, plan)
+        projection = {**RESOURCE_FIELDS, "ck": 1}
         if not plan.sort:
-            cursor = self._db.resources.find(query, RESOURCE_FIELDS).sort(DEFAULT_ORDER)
-            return list(cursor.skip(plan.offset).limit(plan.count))
-        keys, order = sort_stages(plan.sort)
-        pipeline = [{"$match": query}, {"$addFields": keys}, {"$sort": dict(order)}, {"$skip": plan.offset},
-                    {"$limit": plan.count}, {"$project": RESOURCE_FIELDS}]
-        return list(self._db.resources.aggregate(pipeline))
+            if position is not None:
+                bound = dict(members.get("ck", {}))
+                op = "$gt" if forward else "$lt"
+                bound[op] = position[-1] if op not in bound else min(bound[op], position[-1])
+                members = {**members, "ck": bound}
+            docs = self._db.resources.find(members, projection).sort("ck", 1 if forward else -1).limit(plan.count + 1)
+            return [Hit(_to_stored(doc), (doc["ck"],)) for doc in docs]
+        fields, order = sort_stages(plan.sort, forward)
+        pipeline: list[dict[str, Any]] = [{"$match": members}, {"$addFields": fields}]
+        if position is not None:
+            values = [_db_sort_value(key, value) for key, value in zip(plan.sort, position, strict=False)]
+            pipeline.append({"$match": keyset_match(plan.sort, [*values, position[-1]], forward)})
+        pipeline += [{"$sort": dict(order)}, {"$limit": plan.count + 1},
+                     {"$project": {**projection, **{f"_k{i}": 1 for i in range(len(plan.sort))}}}]
+        return [Hit(_to_stored(doc), (*(_position_value(key, doc.get(f"_k{i}")) for i, key in enumerate(plan.sort)),
+                                      doc["ck"]))
+                for doc in self._db.resources.aggregate(pipeline)]
 
-    def _includes(self, matches: list[StoredResource], includes: Sequence[Include]) -> list[StoredResource]:
+    def _changed(self, query: Filter, plan: SearchPlan) -> list[ChangedMatch]:
+        assert plan.snapshot is not None
+        stable_ms = _ms(plan.snapshot.stable)
+        docs = self._db.resources.find(changed_filter(query, plan), {**RESOURCE_FIELDS, "ck": 1}).sort("ck")
+        docs = docs.limit(CHANGED_LIMIT + 1)
+        changed = []
+        for doc in docs:
+            instance = {"type": doc["type"], "id": doc["id"]}
+            at = self._db.history.find_one({**instance, "hk": {"$lt": created_before(stable_ms)}}, RESOURCE_FIELDS,
+                                           sort=[("hk", -1)])
+            after = self._db.history.find_one({**instance, "hk": {"$gte": created_before(stable_ms)}}, RESOURCE_FIELDS,
+                                              sort=[("hk", 1)])
+            changed.append(ChangedMatch(_to_stored(doc), (doc["ck"],), _to_stored(at) if at else None,
+                                        _to_stored(after) if after else None))
+        return changed
+
+    def includes(self, matches: Sequence[StoredResource], includes: Sequence[Include]) -> list[StoredResource]:
         seen = {(m.resource_type, m.id) for m in matches}
         found: list[StoredResource] = []
-        frontier = matches
+        frontier = list(matches)
         for round_ in range(_MAX_INCLUDE_ROUNDS):
             active = [inc for inc in includes if round_ == 0 or inc.iterate]
             if not active or not frontier:

@@ -38,6 +38,7 @@ from fhir_server.search.index_values import (
 from fhir_server.search.plan import (
     AnyCriterion,
     ChainCriterion,
+    CompartmentCriterion,
     CompositeMatch,
     Criterion,
     HasCriterion,
@@ -75,15 +76,16 @@ KEY_FIELDS: dict[str, dict[str, str]] = {
     "cmp": {"_0.c": "k"},
 }
 RESOURCE_FIELDS = {"type": 1, "id": 1, "v": 1, "lu": 1, "d": 1, "body": 1}
-DEFAULT_ORDER = [("ct", 1), ("_id", 1)]  # creation time, then key: stable like SQLite's rowid order
+DEFAULT_ORDER = [("ck", 1)]  # the creation key: immutable and unique, like SQLite's rowid order
 
 # Chains and _has run their inner query first and continue with the ids it found: more than this
 # many would make an unreasonably large ``$in``, so such a search is refused as too costly.
 MAX_JOIN_IDS = 10_000
 
 RESOURCE_INDEXES: dict[str, list[tuple[str, int]]] = {
-    "type_created": [("type", 1), ("ct", 1), ("_id", 1)],
+    "type_created": [("type", 1), ("ck", 1)],
     "id_type": [("id", 1), ("type", 1)],
+    "updated": [("lu", 1)],
     "ref_ti": [("ref.ti", 1)],
     **{f"{array}_{key}": [(f"{array}.{key}", 1)] for array, keys in KEY_FIELDS.items() for key in keys.values()},
 }
@@ -257,9 +259,13 @@ class Compiler:
         return {r["ti"] for source in sources for r in source["ref"]
                 if r["p"] == pkey and r["tt"] in types and r["ti"] is not None}
 
-    def _criterion(self, c: Criterion | ChainCriterion, types: Sequence[str]
+    def _criterion(self, c: Criterion | ChainCriterion | CompartmentCriterion, types: Sequence[str]
                    ) -> tuple[str, Filter, bool, tuple[str, Any] | None]:
         """(array, element condition, negated, lead on a key field) for one criterion."""
+        if isinstance(c, CompartmentCriterion):
+            pkeys = list(c.pkeys)
+            element = {"p": _one_or_in(pkeys), "tt": c.compartment_type, "ti": c.compartment_id}
+            return "ref", element, False, _key_condition("ref", pkeys, ("ti", c.compartment_id))
         pkeys = [f"{t}.{c.param}" for t in types]
         if isinstance(c, ChainCriterion):
             ids = [t["id"] for t in self._bounded(self.filter((c.target_type,), [c.inner]), {"id": 1})]
@@ -383,24 +389,59 @@ def _point_range(m: RangeMatch, at: str) -> tuple[Filter, Lead]:
     return {v: bounds}, (v, bounds)
 
 
-def sort_stages(keys: Sequence[SortKey]) -> tuple[dict[str, Any], list[tuple[str, int]]]:
-    """``$addFields`` computing one key per SortKey (missing values replaced by a sentinel that sorts
-    last in that direction) and the ``$sort`` order, ending with the stable tie-breaker."""
+def creation_key(moment_ms: int, key: str) -> str:
+    """``ck``: a resource's creation time (ms) and ``_id`` as one string, its immutable place in the
+    default order and the tie-breaker of every sort."""
+    return f"{moment_ms:015d} {key}"
+
+
+def created_before(moment_ms: int) -> str:
+    """The smallest creation key of a resource created after ``moment_ms``."""
+    return f"{moment_ms + 1:015d}"
+
+
+def _sort_source(key: SortKey) -> str:
+    if key.param == "_id":
+        return "$id"
+    if key.param == "_lastUpdated":
+        return "$lu"
+    if ARRAY_BY_TYPE.get(key.param_type) in _SORT_FIELDS:
+        return f"$sd.{key.param}" if key.descending else f"$sa.{key.param}"
+    raise TypeError(f"cannot sort on a {key.param_type} parameter")
+
+
+def sort_stages(keys: Sequence[SortKey], forward: bool = True) -> tuple[dict[str, Any], list[tuple[str, int]]]:
+    """``$addFields`` computing per SortKey whether its value is missing (``_m<i>``) and the value
+    (``_k<i>``), and the ``$sort`` order (missing values last in either direction, then the
+    creation key), reversed for walking backwards. Like SQLite's ``sort_expression``."""
     fields: dict[str, Any] = {}
     order: list[tuple[str, int]] = []
     for i, key in enumerate(keys):
-        if key.param == "_id":
-            source = "$id"
-        elif key.param == "_lastUpdated":
-            source = "$lu"
-        elif ARRAY_BY_TYPE.get(key.param_type) in _SORT_FIELDS:
-            source = f"$sd.{key.param}" if key.descending else f"$sa.{key.param}"
+        source = {"$ifNull": [_sort_source(key), None]}
+        fields[f"_m{i}"] = {"$eq": [source, None]}
+        fields[f"_k{i}"] = source
+        order += [(f"_m{i}", 1), (f"_k{i}", -1 if key.descending else 1)]
+    order.append(("ck", 1))
+    return fields, order if forward else [(name, -direction) for name, direction in order]
+
+
+def keyset_match(keys: Sequence[SortKey], position: Sequence[Any], forward: bool) -> Filter:
+    """Documents strictly after (``forward``) or before ``position`` in the ``sort_stages`` order;
+    ``position`` holds the ``_k<i>`` values (None when missing), then the creation key."""
+    alternatives: list[Filter] = []
+    equal: Filter = {}
+    for i, (key, value) in enumerate(zip(keys, position, strict=False)):
+        missing, field = f"_m{i}", f"_k{i}"
+        if value is None:
+            if not forward:
+                alternatives.append({**equal, missing: False})
         else:
-            raise TypeError(f"cannot sort on a {key.param_type} parameter")
-        sentinel = MinKey() if key.descending else MaxKey()
-        fields[f"_k{i}"] = {"$ifNull": [source, sentinel]}
-        order.append((f"_k{i}", -1 if key.descending else 1))
-    return fields, order + DEFAULT_ORDER
+            alternatives.append({**equal, missing: False, field: {"$lt" if key.descending == forward else "$gt": value}})
+            if forward:
+                alternatives.append({**equal, missing: True})
+        equal = {**equal, missing: value is None, **({} if value is None else {field: value})}
+    alternatives.append({**equal, "ck": {"$gt" if forward else "$lt": position[-1]}})
+    return {"$or": alternatives}
 
 
 def revinclude_filter(inc: Include, target_types: Iterable[str], target_ids: Iterable[str]) -> Filter:

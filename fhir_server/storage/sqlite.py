@@ -28,15 +28,18 @@ from fhir_server.search.index_values import (
 )
 from fhir_server.search.plan import AnyCriterion, Include, SearchPlan
 from fhir_server.storage.base import (
+    CHANGED_LIMIT,
+    ChangedMatch,
     HistoryPage,
     HistoryQuery,
+    Hit,
     ResourceWrite,
     SearchPage,
     StoredResource,
     history_key,
 )
 from fhir_server.storage.sqlite_schema import INDEX_TABLES, SCHEMA
-from fhir_server.storage.sqlite_search import Compiler
+from fhir_server.storage.sqlite_search import Compiler, keyset
 
 T = TypeVar("T")
 
@@ -166,6 +169,23 @@ def _where(types: Sequence[str], criteria: Sequence[AnyCriterion]) -> tuple[str,
     return " AND ".join(where), compiler.params
 
 
+def _members(plan: SearchPlan, changed: bool = False) -> tuple[str, list[Any]]:
+    """The WHERE clause selecting the hits of ``plan`` (see ``Storage.search``), or with ``changed``
+    the changed matches of a sorted walk. A resource's creation time is its first version's."""
+    where_sql, params = _where(plan.resource_types, plan.criteria)
+    snapshot = plan.snapshot
+    if snapshot is None:
+        return where_sql, params
+    began = to_ms(snapshot.began)
+    created = ("EXISTS (SELECT 1 FROM history h WHERE h.type = r.type AND h.id = r.id AND h.version = 1 "
+               "AND h.last_updated <= ?)")
+    if not plan.sort:
+        return f"{where_sql} AND (r.last_updated <= ? OR {created})", [*params, began, began]
+    if changed:
+        return f"{where_sql} AND r.last_updated > ? AND {created}", [*params, to_ms(snapshot.stable), began]
+    return f"{where_sql} AND r.last_updated <= ?", [*params, to_ms(snapshot.stable)]
+
+
 def _find(conn: sqlite3.Connection, types: Sequence[str], criteria: Sequence[AnyCriterion],
           limit: int) -> list[StoredResource]:
     where_sql, params = _where(types, criteria)
@@ -261,32 +281,66 @@ class SqliteStorage:
 
     def search(self, plan: SearchPlan) -> SearchPage:
         conn = self._reader()
-        types = plan.resource_types
-        where_sql, where_params = _where(types, plan.criteria)
-        order, order_params = [], []
-        for key in plan.sort:
-            sort_compiler = Compiler()
-            expr = sort_compiler.sort_expression(key, types, "r")
-            order.append(f"{expr} IS NULL, {expr} {'DESC' if key.descending else 'ASC'}")
-            order_params += sort_compiler.params * 2
-        order.append("r.pk")
-        total = None
-        if plan.total != "none" or plan.count == 0:
-            total = conn.execute(f"SELECT COUNT(*) FROM resource r WHERE {where_sql}", where_params).fetchone()[0]
-        matches: list[StoredResource] = []
-        if plan.count > 0:
-            sql = (f"SELECT {_RESOURCE_COLUMNS} FROM resource r WHERE {where_sql} "
-                   f"ORDER BY {', '.join(order)} LIMIT ? OFFSET ?")
-            rows = conn.execute(sql, [*where_params, *order_params, plan.count, plan.offset]).fetchall()
-            matches = [_row_to_stored(r) for r in rows]
-        includes = self._includes(conn, matches, plan.includes) if plan.includes and matches else []
-        return SearchPage(matches, total, includes)
+        conn.execute("BEGIN")  # one read snapshot for the page and the changed matches
+        try:
+            hits = self._hits(conn, plan) if plan.count > 0 else []
+            changed = self._changed(conn, plan) if plan.sort and plan.snapshot is not None else []
+        finally:
+            conn.execute("COMMIT")
+        return SearchPage(hits, changed)
 
-    def _includes(self, conn: sqlite3.Connection, matches: list[StoredResource],
-                  includes: Sequence[Include]) -> list[StoredResource]:
+    def count(self, plan: SearchPlan, limit: int | None = None) -> int:
+        where_sql, params = _members(plan)
+        inner = f"SELECT 1 FROM resource r WHERE {where_sql}"
+        if limit is not None:
+            inner += " LIMIT ?"
+            params.append(limit)
+        return self._reader().execute(f"SELECT COUNT(*) FROM ({inner})", params).fetchone()[0]
+
+    def _hits(self, conn: sqlite3.Connection, plan: SearchPlan) -> list[Hit]:
+        where_sql, params = _members(plan)
+        keys = []
+        for key in plan.sort:
+            compiler = Compiler()
+            keys.append((compiler.sort_expression(key, plan.resource_types, "r"), compiler.params, key.descending))
+        forward = plan.before is None
+        position = plan.after if forward else plan.before
+        if position is not None:
+            condition, condition_params = keyset(keys, "r.pk", position, forward)
+            where_sql, params = f"{where_sql} AND {condition}", [*params, *condition_params]
+        order, order_params = [], []
+        for expr, expr_params, descending in keys:
+            order.append(f"{expr} IS {'' if forward else 'NOT '}NULL, {expr} {'DESC' if descending == forward else 'ASC'}")
+            order_params += expr_params * 2
+        order.append(f"r.pk {'ASC' if forward else 'DESC'}")
+        sql = (f"SELECT {_RESOURCE_COLUMNS}{''.join(f', {expr}' for expr, _, _ in keys)}, r.pk FROM resource r "
+               f"WHERE {where_sql} ORDER BY {', '.join(order)} LIMIT ?")
+        select_params = [p for _, expr_params, _ in keys for p in expr_params]
+        rows = conn.execute(sql, [*select_params, *params, *order_params, plan.count + 1]).fetchall()
+        return [Hit(_row_to_stored(row), tuple(row[6:])) for row in rows]
+
+    def _changed(self, conn: sqlite3.Connection, plan: SearchPlan) -> list[ChangedMatch]:
+        assert plan.snapshot is not None
+        where_sql, params = _members(plan, changed=True)
+        rows = conn.execute(f"SELECT {_RESOURCE_COLUMNS}, r.pk FROM resource r WHERE {where_sql} ORDER BY r.pk LIMIT ?",
+                            [*params, CHANGED_LIMIT + 1]).fetchall()
+        stable = to_ms(plan.snapshot.stable)
+        changed = []
+        for row in rows:
+            key = (row[0], row[1], stable)
+            at = conn.execute(f"SELECT {_RESOURCE_COLUMNS} FROM history WHERE type = ? AND id = ? "
+                              "AND last_updated <= ? ORDER BY version DESC LIMIT 1", key).fetchone()
+            after = conn.execute(f"SELECT {_RESOURCE_COLUMNS} FROM history WHERE type = ? AND id = ? "
+                                 "AND last_updated > ? ORDER BY version LIMIT 1", key).fetchone()
+            changed.append(ChangedMatch(_row_to_stored(row), (row[6],), _row_to_stored(at) if at else None,
+                                        _row_to_stored(after) if after else None))
+        return changed
+
+    def includes(self, matches: Sequence[StoredResource], includes: Sequence[Include]) -> list[StoredResource]:
+        conn = self._reader()
         seen = {(m.resource_type, m.id) for m in matches}
         found: list[StoredResource] = []
-        frontier = matches
+        frontier = list(matches)
         for round_ in range(_MAX_INCLUDE_ROUNDS):
             active = [inc for inc in includes if round_ == 0 or inc.iterate]
             if not active or not frontier:

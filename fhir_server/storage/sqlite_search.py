@@ -12,6 +12,7 @@ from typing import Any
 from fhir_server.search.plan import (
     AnyCriterion,
     ChainCriterion,
+    CompartmentCriterion,
     CompositeMatch,
     Criterion,
     HasCriterion,
@@ -66,7 +67,14 @@ class Compiler:
             return self._chain(c, types, alias)
         if isinstance(c, HasCriterion):
             return self._has(c, types, alias)
+        if isinstance(c, CompartmentCriterion):
+            return self._compartment(c, alias)
         return self._plain(c, types, alias)
+
+    def _compartment(self, c: CompartmentCriterion, alias: str) -> str:
+        pkeys = self._in(c.pkeys)
+        self.params.extend([c.compartment_id, c.compartment_type])
+        return f"{alias}.pk IN (SELECT pk FROM idx_reference WHERE pkey IN {pkeys} AND target_id = ? AND target_type = ?)"
 
     def _plain(self, c: Criterion, types: Sequence[str], alias: str) -> str:
         if c.param_type == "composite":
@@ -250,3 +258,32 @@ class Compiler:
         aggregate = "MAX" if key.descending else "MIN"
         pkeys = self._pkeys(types, key.param)
         return f"(SELECT {aggregate}(s.{column}) FROM {table} s WHERE s.pk = {alias}.pk AND s.pkey IN {pkeys})"
+
+
+def keyset(keys: Sequence[tuple[str, list[Any], bool]], tiebreak: str, position: Sequence[Any],
+           forward: bool) -> tuple[str, list[Any]]:
+    """Rows strictly after (``forward``) or before ``position`` in the order
+    ``expr IS NULL, expr ASC|DESC, ..., tiebreak ASC`` (missing values last in either direction).
+    ``keys`` are (expression, its parameters, descending); ``position`` their values, then the
+    tie-breaker's."""
+    alternatives: list[str] = []
+    params: list[Any] = []
+    equal: list[str] = []
+    equal_params: list[Any] = []
+    for (expr, expr_params, descending), value in zip(keys, position, strict=False):
+        if value is None:
+            beyond, beyond_params = (None, []) if forward else (f"{expr} IS NOT NULL", list(expr_params))
+        elif forward:
+            beyond = f"({expr} {'<' if descending else '>'} ? OR {expr} IS NULL)"
+            beyond_params = [*expr_params, value, *expr_params]
+        else:
+            beyond = f"{expr} {'>' if descending else '<'} ?"
+            beyond_params = [*expr_params, value]
+        if beyond is not None:
+            alternatives.append(" AND ".join([*equal, beyond]))
+            params += [*equal_params, *beyond_params]
+        equal.append(f"{expr} IS ?")
+        equal_params += [*expr_params, value]
+    alternatives.append(" AND ".join([*equal, f"{tiebreak} {'>' if forward else '<'} ?"]))
+    params += [*equal_params, position[-1]]
+    return "(" + " OR ".join(f"({a})" for a in alternatives) + ")", params

@@ -229,11 +229,16 @@ def test_count_is_clamped_and_zero_allowed() -> None:
 
 
 def test_paging_total_summary_elements() -> None:
-    result = plan("Patient", [("_offset", "40"), ("_total", "none"), ("_summary", "count"),
-                              ("_elements", "name, birthDate")])
-    assert (result.offset, result.total, result.summary) == (40, "none", "count")
-    assert result.elements == ("name", "birthDate")
+    result = plan("Patient", [("_cursor", "abc"), ("_total", "none"), ("_summary", "count"),
+                              ("_elements", "name, birthDate, Observation.value[x]")])
+    assert (result.cursor, result.total, result.summary) == ("abc", "none", "count")
+    assert result.elements == ("name", "birthDate", "Observation.value[x]")
     assert plan("Patient", [("_summary", "false")]).summary is None
+
+
+def test_summary_and_elements_cannot_be_combined() -> None:
+    assert "cannot be combined" in diagnostics(rejected("Patient", [("_summary", "true"), ("_elements", "name")]))
+    assert plan("Patient", [("_summary", "count"), ("_elements", "name")]).summary == "count"
 
 
 def test_sort_keys_are_typed_and_may_descend() -> None:
@@ -326,7 +331,8 @@ def test_conditional_query_needs_a_known_criterion(query: str) -> None:
     ("Patient", "_count", "ten", "non-negative integer"),
     ("Patient", "_count", "-1", "non-negative integer"),
     ("Patient", "_count:max", "1", "takes no modifier"),
-    ("Patient", "_offset", "1.5", "non-negative integer"),
+    ("Patient", "_elements", "name.family", "invalid element"),
+    ("Patient", "_elements", "Spaceship.name", "invalid element"),
     ("Patient", "_sort", "nickname", "cannot sort"),
     ("Observation", "_sort", "-component-code-value-quantity", "cannot sort"),
     ("Patient", "_total", "some", "not one of"),

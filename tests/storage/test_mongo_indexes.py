@@ -21,6 +21,7 @@ from fhir_server.errors import FhirError
 from fhir_server.search.plan import (
     AnyCriterion,
     ChainCriterion,
+    CompartmentCriterion,
     CompositeMatch,
     Criterion,
     HasCriterion,
@@ -30,6 +31,9 @@ from fhir_server.search.plan import (
     Prefix,
     RangeMatch,
     ReferenceMatch,
+    SearchPlan,
+    Snapshot,
+    SortKey,
     StringMatch,
     TokenMatch,
     TokenTextMatch,
@@ -37,7 +41,7 @@ from fhir_server.search.plan import (
 )
 from fhir_server.storage.base import HistoryQuery, history_key
 from fhir_server.storage import mongo_search
-from fhir_server.storage.mongo import HISTORY_INDEXES, MongoStorage, history_filters
+from fhir_server.storage.mongo import HISTORY_INDEXES, MongoStorage, changed_filter, history_filters, members_filter
 from fhir_server.storage.mongo_search import RESOURCE_INDEXES, Compiler, Filter, revinclude_filter
 
 Indexes = dict[str, list[tuple[str, int]]]
@@ -168,6 +172,24 @@ def test_a_search_without_criteria_and_a_system_search_use_the_type_indexes() ->
     assert lead_index(system, RESOURCE_INDEXES) == "tok_kc"
     ranged = compiled(crit("_lastUpdated", "date", RangeMatch(Prefix.GE, 0, 1)), types=("Patient", "Observation"))
     assert lead_index(ranged, RESOURCE_INDEXES) == "type_created"
+
+
+def test_paged_walk_filters_keep_their_lead_and_changed_matches_lead_with_the_update_time() -> None:
+    code = crit("code", "token", TokenMatch(None, "8480-6", False))
+    walk = Snapshot(T0, T0 + timedelta(seconds=2))
+    sorted_walk = SearchPlan(("Observation",), [code], sort=[SortKey("date", "date", True)], snapshot=walk)
+    unsorted_walk = SearchPlan(("Observation",), [code], snapshot=walk)
+    for plan in (sorted_walk, unsorted_walk):
+        assert lead_index(members_filter(compiled(code), plan), RESOURCE_INDEXES) == "tok_kc"
+    assert lead_index(members_filter(compiled(), unsorted_walk), RESOURCE_INDEXES) == "type_created"
+    assert lead_index(changed_filter(compiled(code), sorted_walk), RESOURCE_INDEXES) == "updated"
+
+
+def test_compartment_criteria_lead_with_the_reference_key() -> None:
+    query = compiled(CompartmentCriterion("Observation", ("Observation.subject", "Observation.performer"),
+                                          "Patient", "p1"))
+    assert query["ref.ki"] == {"$in": ["Observation.subject|p1", "Observation.performer|p1"]}
+    assert lead_index(query, RESOURCE_INDEXES) == "ref_ki"
 
 
 def test_chain_queries_are_served_on_both_sides() -> None:

@@ -9,6 +9,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
 
@@ -35,17 +36,26 @@ from fhir_server.search.plan import (
     Include,
     Match,
     MissingMatch,
+    Position,
     Prefix,
     RangeMatch,
     ReferenceMatch,
     SearchPlan,
+    Snapshot,
     SortKey,
     StringMatch,
     TokenMatch,
     TokenTextMatch,
     UriMatch,
 )
-from fhir_server.storage.base import HistoryQuery, ResourceWrite, SearchPage, Storage, StorageTransaction
+from fhir_server.storage.base import (
+    HistoryQuery,
+    ResourceWrite,
+    SearchPage,
+    Storage,
+    StorageTransaction,
+    StoredResource,
+)
 from fhir_server.storage.mongo import MongoStorage
 from fhir_server.storage.sqlite import SqliteStorage
 
@@ -158,18 +168,34 @@ def crit(resource_type: str, param: str, param_type: str, *matches: Match, negat
     return Criterion(resource_type, param, param_type, matches, negate)
 
 
+@dataclass(frozen=True)
+class Result:
+    """One page of a search as the storage answers it, with the walk's count and the includes."""
+
+    matches: list[StoredResource]
+    positions: list[Position]
+    total: int
+    includes: list[StoredResource]
+    page: SearchPage
+
+
 def search(storage: Storage, resource_type: str | tuple[str, ...], *criteria: AnyCriterion,
-           **plan: object) -> SearchPage:
+           **plan: object) -> Result:
     types = (resource_type,) if isinstance(resource_type, str) else resource_type
-    return storage.search(SearchPlan(types, list(criteria), **plan))  # type: ignore[arg-type]
+    query = SearchPlan(types, list(criteria), **plan)  # type: ignore[arg-type]
+    page = storage.search(query)
+    hits = page.hits[: query.count]
+    matches = [h.stored for h in hits]
+    includes = storage.includes(matches, query.includes) if query.includes else []
+    return Result(matches, [h.position for h in hits], storage.count(query), includes, page)
 
 
 def found(storage: Storage, resource_type: str, *criteria: AnyCriterion) -> set[str]:
     return {m.id for m in search(storage, resource_type, *criteria, count=100).matches}
 
 
-def ordered(page: SearchPage) -> list[str]:
-    return [m.id for m in page.matches]
+def ordered(result: Result) -> list[str]:
+    return [m.id for m in result.matches]
 
 
 # --- reads, writes, versions -------------------------------------------------------------------------
@@ -541,19 +567,52 @@ def test_sort_by_date_uses_the_start_ascending_and_the_end_descending(clinic: St
     assert ordered(search(clinic, "Observation", sort=[SortKey("date", "date", True)])) == ["o2", "o1", "o3", "o4"]
 
 
-def test_offset_and_count_page_through_a_sorted_result(clinic: Storage) -> None:
-    page = search(clinic, "Patient", sort=[SortKey("family", "string")], count=2, offset=1)
-    assert ordered(page) == ["p1", "p2"] and page.total == 3
+@pytest.mark.parametrize("sort", [[], [SortKey("family", "string")], [SortKey("gender", "token", True)],
+                                  [SortKey("birthdate", "date", True), SortKey("_id", "token")]])
+def test_keyset_positions_page_forwards_and_backwards(clinic: Storage, sort: list[SortKey]) -> None:
+    everything = search(clinic, "Patient", sort=sort)
+    first = search(clinic, "Patient", sort=sort, count=2)
+    assert ordered(first) == ordered(everything)[:2] and len(first.page.hits) == 3  # one more: another page
+    second = search(clinic, "Patient", sort=sort, count=2, after=first.positions[-1])
+    assert ordered(second) == ordered(everything)[2:] and len(second.page.hits) == 1
+    back = storage_hits(clinic, SearchPlan(("Patient",), sort=sort, count=2, before=second.positions[0]))
+    assert back == list(reversed(ordered(everything)[:2]))  # nearest first
 
 
-def test_count_zero_returns_only_the_total(clinic: Storage) -> None:
-    page = search(clinic, "Observation", count=0, total="none")
-    assert page.matches == [] and page.total == 4 and page.includes == []
+def storage_hits(storage: Storage, plan: SearchPlan) -> list[str]:
+    return [h.stored.id for h in storage.search(plan).hits]
 
 
-def test_total_none_skips_counting(clinic: Storage) -> None:
-    page = search(clinic, "Observation", total="none")
-    assert page.total is None and len(page.matches) == 4
+def test_count_zero_returns_no_hits_and_counting_may_stop_early(clinic: Storage) -> None:
+    result = search(clinic, "Observation", count=0)
+    assert result.matches == [] and result.total == 4
+    assert clinic.count(SearchPlan(("Observation",)), limit=2) == 2
+
+
+def test_a_walk_leaves_out_resources_created_after_it_began(clinic: Storage) -> None:
+    began = T0 + timedelta(minutes=30)
+    put(clinic, change("Patient", "late", StringValue("family", "late", "Late"), when=began + timedelta(seconds=1)))
+    walk = Snapshot(began - timedelta(seconds=2), began)
+    assert ordered(search(clinic, "Patient", snapshot=walk)) == ["p1", "p2", "p3"]
+    assert search(clinic, "Patient", snapshot=walk).total == 3
+    assert len(search(clinic, "Patient").matches) == 4
+
+
+def test_a_sorted_walk_returns_resources_written_since_stable_apart_with_their_older_versions(
+        clinic: Storage) -> None:
+    stable = T0 + timedelta(minutes=30)
+    walk = Snapshot(stable, stable + timedelta(seconds=2))
+    put(clinic, change("Patient", "p2", StringValue("family", "adams", "Adams"), version=2,
+                       when=stable + timedelta(seconds=1)),
+        change("Patient", "new", StringValue("family", "new", "New"), when=stable + timedelta(seconds=1)),
+        change("Patient", "later", when=walk.began + timedelta(seconds=1)))
+    result = search(clinic, "Patient", snapshot=walk, sort=[SortKey("family", "string")])
+    assert ordered(result) == ["p3", "p1"] and result.total == 2
+    changed = {c.stored.id: c for c in result.page.changed}
+    assert set(changed) == {"p2", "new"}
+    assert changed["p2"].stored.version == 2 and changed["p2"].at_stable.version == 1
+    assert changed["p2"].after_stable.version == 2 and changed["p2"].tiebreak
+    assert changed["new"].at_stable is None and changed["new"].after_stable.version == 1
 
 
 def test_system_search_spans_several_types(clinic: Storage) -> None:
@@ -562,7 +621,7 @@ def test_system_search_spans_several_types(clinic: Storage) -> None:
     assert {m.resource_type for m in page.matches} == {"Patient", "Practitioner"}
 
 
-def _included(page: SearchPage) -> set[str]:
+def _included(page: Result) -> set[str]:
     return {f"{s.resource_type}/{s.id}" for s in page.includes}
 
 
