@@ -24,10 +24,14 @@ from fhir_server.errors import FhirError
 from fhir_server.resources.validation import has_model
 from fhir_server.search.extract import IndexExtractor
 from fhir_server.search.registry import SearchRegistry
+from fhir_server.service.documents import DocumentService
+from fhir_server.service.everything import EverythingService
 from fhir_server.service.history import HistoryService
 from fhir_server.service.resources import ResourceService
 from fhir_server.service.search import SearchService
 from fhir_server.service.subsetting import Subsetter
+from fhir_server.service.transactions import BundleService
+from fhir_server.service.validate import ValidateService
 from fhir_server.settings import Settings
 from fhir_server.storage.factory import open_storage
 
@@ -66,6 +70,11 @@ def build_context(settings: Settings) -> ServerContext:
         resource_types=resource_types,
         inline_reads=getattr(storage, "inline_reads", False),
     )
+    context.bundles = BundleService(context.resources, context.search, context.history, resource_types)
+    context.documents = DocumentService(context.resources)
+    context.everything = EverythingService(storage, context.resources, registry, settings.default_count,
+                                           settings.max_count)
+    context.validation = ValidateService(context.resources)
     context.capability_statement = partial(capability_statement, ROUTES, registry, resource_types)
     return context
 

@@ -15,8 +15,10 @@ from fhir_server.service.stamping import format_instant, now_ms
 def capability_statement(routes: Iterable[Route], registry: SearchRegistry, resource_types: Iterable[str],
                          base_url: str) -> dict[str, Any]:
     routes = list(routes)
-    type_codes = sorted({r.interaction for r in routes if r.level in ("type", "instance")})
-    system_codes = sorted({r.interaction for r in routes if r.level == "system" and r.interaction != "capabilities"})
+    type_codes = sorted({r.interaction for r in routes if r.level in ("type", "instance") and r.operation is None})
+    system_codes = sorted({code for r in routes if r.level == "system" and r.operation is None
+                           for code in (r.interaction, *r.also) if code != "capabilities"})
+    operations = _operations(routes)
     conditional = {r.interaction for r in routes if r.conditional}
     searchable = "search-type" in type_codes
     resources = []
@@ -38,6 +40,9 @@ def capability_statement(routes: Iterable[Route], registry: SearchRegistry, reso
                 if getattr(p, "url", None) else {"name": p.code, "type": p.type}
                 for p in sorted(registry.for_type(resource_type).values(), key=lambda p: p.code)
             ]
+        if operations.get(resource_type) or operations.get("*"):
+            entry["operation"] = [{"name": name, "definition": url} for name, url in
+                                  sorted({**operations.get("*", {}), **operations.get(resource_type, {})}.items())]
         resources.append(entry)
     return {
         "resourceType": "CapabilityStatement",
@@ -56,3 +61,16 @@ def capability_statement(routes: Iterable[Route], registry: SearchRegistry, reso
             "interaction": [{"code": code} for code in system_codes],
         }],
     }
+
+
+def _operations(routes: list[Route]) -> dict[str, dict[str, str]]:
+    """``{resource type or "*": {operation name: definition}}`` from the operation routes: the name
+    follows ``$`` in the path; a path starting with ``{type}`` serves every type."""
+    found: dict[str, dict[str, str]] = {}
+    for route in routes:
+        if route.operation is None:
+            continue
+        name = route.path.rsplit("$", 1)[1]
+        first = route.path.split("/")[1]
+        found.setdefault("*" if first == "{type}" else first, {})[name] = route.operation
+    return found

@@ -14,10 +14,16 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from consent.policy import AccessPolicy
+from fhir_server.api import negotiation as neg
+from fhir_server.errors import not_found
 from fhir_server.search.registry import SearchRegistry
+from fhir_server.service.documents import DocumentService
+from fhir_server.service.everything import EverythingService
 from fhir_server.service.history import HistoryService
 from fhir_server.service.resources import ResourceService
 from fhir_server.service.search import SearchService
+from fhir_server.service.transactions import BundleService
+from fhir_server.service.validate import ValidateService
 from fhir_server.settings import Settings
 from fhir_server.storage.base import Storage
 
@@ -35,6 +41,21 @@ class ServerContext:
     resource_types: frozenset[str]
     capability_statement: Callable[[str], dict[str, Any]] = field(repr=False, default=lambda base: {})
     inline_reads: bool = False  # the store answers reads in microseconds: skip the thread hop
+    # batch/transaction bundles and the extended operations, built on the services above
+    bundles: BundleService = field(init=False, repr=False)
+    documents: DocumentService = field(init=False, repr=False)
+    everything: EverythingService = field(init=False, repr=False)
+    validation: ValidateService = field(init=False, repr=False)
+
+    def resource_type(self, request: Request) -> str:
+        """The ``{type}`` of the request's path; 404 for a type this server does not know."""
+        resource_type = request.path_params["type"]
+        if resource_type not in self.resource_types:
+            raise not_found(f"unknown resource type {resource_type!r}")
+        return resource_type
+
+    def base_url(self, request: Request) -> str:
+        return neg.base_url(request, self.settings.base_url)
 
     def policy(self, request: Request) -> AccessPolicy:
         return AccessPolicy.unrestricted()

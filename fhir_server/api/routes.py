@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from urllib.parse import parse_qsl, urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fhir_server.api import document, everything, validate
 from fhir_server.api import negotiation as neg
 from fhir_server.api.context import ServerContext
 from fhir_server.api.responses import (
@@ -24,7 +24,7 @@ from fhir_server.api.responses import (
     write_response,
 )
 from fhir_server.errors import FhirError, not_found
-from fhir_server.service.bundles import etag
+from fhir_server.service.bundles import etag, not_modified
 from fhir_server.service.resources import WriteResult
 from fhir_server.storage.base import StoredResource
 
@@ -39,17 +39,16 @@ class Route:
     interaction: str  # CapabilityStatement interaction code
     level: str  # "system" | "type" | "instance"
     conditional: bool = False  # the handler also serves the conditional form of the interaction
+    also: tuple[str, ...] = ()  # further interaction codes the same handler serves (batch beside transaction)
+    operation: str | None = None  # an extended operation (interaction "operation"): its OperationDefinition
 
 
 def _type(ctx: ServerContext, request: Request) -> str:
-    resource_type = request.path_params["type"]
-    if resource_type not in ctx.resource_types:
-        raise not_found(f"unknown resource type {resource_type!r}")
-    return resource_type
+    return ctx.resource_type(request)
 
 
 def _base(ctx: ServerContext, request: Request) -> str:
-    return neg.base_url(request, ctx.settings.base_url)
+    return ctx.base_url(request)
 
 
 def _params(request: Request) -> list[tuple[str, str]]:
@@ -88,20 +87,7 @@ def _resource(ctx: ServerContext, request: Request, stored: StoredResource) -> R
 
 
 def _not_modified(request: Request, stored: StoredResource) -> bool:
-    if_none_match = request.headers.get("if-none-match")
-    if if_none_match is not None:
-        wanted = {t.strip().removeprefix("W/").strip('"') for t in if_none_match.split(",")}
-        return "*" in wanted or str(stored.version) in wanted
-    if_modified_since = request.headers.get("if-modified-since")
-    if if_modified_since is not None:
-        try:
-            since = parsedate_to_datetime(if_modified_since)
-        except (TypeError, ValueError):
-            return False
-        if since.tzinfo is None:
-            return False
-        return stored.last_updated.replace(microsecond=0) <= since
-    return False
+    return not_modified(stored, request.headers.get("if-none-match"), request.headers.get("if-modified-since"))
 
 
 async def vread(ctx: ServerContext, request: Request) -> Response:
@@ -259,8 +245,24 @@ async def _search(ctx: ServerContext, request: Request, resource_type: str | Non
     return json_response(result, pretty=neg.pretty(request))
 
 
+async def transaction(ctx: ServerContext, request: Request) -> Response:
+    """``POST [base]`` with a Bundle of type transaction or batch (also ``POST [base]/``)."""
+    body = await neg.resource_body(request, ctx.settings.max_body_bytes)
+    result = await ctx.run_write(ctx.bundles.process, ctx.policy(request), _base(ctx, request), body,
+                                 neg.preferences(request).return_)
+    return json_response(result, pretty=neg.pretty(request))
+
+
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/metadata", capabilities, "capabilities", "system"),
+    Route("POST", "/", transaction, "transaction", "system", also=("batch",)),
+    Route("POST", "/{type}/$validate", validate.validate_type, "operation", "type", operation=validate.DEFINITION),
+    Route("POST", "/{type}/{id}/$validate", validate.validate_instance, "operation", "instance",
+          operation=validate.DEFINITION),
+    Route("GET", "/Patient/{id}/$everything", everything.everything, "operation", "instance",
+          operation=everything.DEFINITION),
+    Route("GET", "/Composition/{id}/$document", document.document, "operation", "instance",
+          operation=document.DEFINITION),
     Route("GET", "/_history", history_system, "history-system", "system"),
     Route("GET", "/", search_system, "search-system", "system"),
     Route("POST", "/_search", search_system_post, "search-system", "system"),

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from urllib.parse import parse_qsl
 
 from fhir_server.errors import bad_request
@@ -28,6 +29,7 @@ from fhir_server.search.matches import build_criterion
 from fhir_server.search.plan import (
     AnyCriterion,
     ChainCriterion,
+    Criterion,
     HasCriterion,
     Include,
     SearchPlan,
@@ -206,7 +208,11 @@ class _Parser:
                                   f"{rest}", expression=(name,))
             target = candidates[0]
         inner = self.criterion((target,), rest, value)
-        return None if inner is None else ChainCriterion(subject_type, definition.code, target, inner)
+        if inner is None:
+            return None
+        if self.registry.embeds(subject_type, definition.code):
+            return _embedded(subject_type, name, definition.code, inner)
+        return ChainCriterion(subject_type, definition.code, target, inner)
 
     def _has(self, subject_type: str, name: str, value: str) -> HasCriterion | None:
         parts = name.split(":", 3)
@@ -234,6 +240,15 @@ class _Parser:
         if first is None or any(d is None or d.type != first.type for d in definitions):
             return None
         return first
+
+
+def _embedded(subject_type: str, name: str, code: str, inner: AnyCriterion) -> Criterion | ChainCriterion:
+    """A chain through an inline-resource parameter (``Bundle?composition.subject=...``) is a criterion
+    on the values the container indexes for the inline resource (``composition.subject``)."""
+    if isinstance(inner, HasCriterion):
+        raise bad_request(f"Search parameter '{name}': _has cannot follow {code}", code="not-supported",
+                          expression=(name,))
+    return replace(inner, resource_type=subject_type, param=f"{code}.{inner.param}")
 
 
 def parse_summary(value: str) -> str | None:

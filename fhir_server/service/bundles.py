@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -27,6 +28,23 @@ def version_url(base_url: str, stored: StoredResource) -> str:
 
 def etag(stored: StoredResource) -> str:
     return f'W/"{stored.version}"'
+
+
+def not_modified(stored: StoredResource, if_none_match: str | None, if_modified_since: str | None) -> bool:
+    """A conditional read's answer is 304: ``If-None-Match`` names the current version (or ``*``), or,
+    without it, the resource has not changed since ``If-Modified-Since``."""
+    if if_none_match is not None:
+        wanted = {t.strip().removeprefix("W/").strip('"') for t in if_none_match.split(",")}
+        return "*" in wanted or str(stored.version) in wanted
+    if if_modified_since is not None:
+        try:
+            since = parsedate_to_datetime(if_modified_since)
+        except (TypeError, ValueError):
+            return False
+        if since.tzinfo is None:
+            return False
+        return stored.last_updated.replace(microsecond=0) <= since
+    return False
 
 
 def page_url(base_url: str, path: str, params: Sequence[tuple[str, str]]) -> str:

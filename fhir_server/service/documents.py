@@ -11,10 +11,19 @@ entry's (relative) ``fullUrl``, or naming the type and id of an entry's resource
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import orjson
+
+from consent.policy import AccessPolicy
 from fhir_server.errors import FhirError, Issue
+from fhir_server.service.stamping import format_instant, new_id, now_ms
+from fhir_server.storage.base import StoredResource
+
+if TYPE_CHECKING:
+    from fhir_server.service.resources import ResourceService, WriteResult
 
 _MAX_REPORTED = 20
 
@@ -102,3 +111,69 @@ def _resolves(reference: str, full_url: str | None, full_urls: dict[str, int], i
 def _without_history(reference: str) -> str:
     head, marker, _ = reference.partition("/_history/")
     return head if marker else reference
+
+
+class DocumentService:
+    """``Composition/[id]/$document`` (composition-operation-document.html): a document Bundle holding
+    the Composition and, transitively, every resource it references (local ``Type/id`` references;
+    contained and external ones are left as they are). Entries carry ``fullUrl`` ``{base}/Type/id``,
+    so the resources' relative references resolve within the bundle. ``persist`` stores the document
+    as a Bundle resource (through the ordinary create, document rules included)."""
+
+    def __init__(self, resources: ResourceService, max_resources: int = 10_000) -> None:
+        self.resources = resources
+        self.max_resources = max_resources
+
+    def document(self, policy: AccessPolicy, base_url: str, composition_id: str,
+                 persist: bool) -> tuple[dict[str, Any], WriteResult | None]:
+        composition = self.resources.read(policy, "Composition", composition_id)
+        included: dict[tuple[str, str], dict[str, Any]] = {}
+        pending = deque([composition])
+        queued = {("Composition", composition_id)}
+        while pending:
+            stored = pending.popleft()
+            resource = orjson.loads(stored.body)
+            included[(stored.resource_type, stored.id)] = resource
+            for reference in _local_references(resource, base_url):
+                if reference in queued:
+                    continue
+                if len(queued) >= self.max_resources:
+                    raise FhirError(422, "too-costly", f"the document would hold more than {self.max_resources} "
+                                                       "resources")
+                queued.add(reference)
+                pending.append(self._referenced(policy, stored, reference))
+        now = format_instant(now_ms())
+        document: dict[str, Any] = {
+            "resourceType": "Bundle",
+            "identifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{new_id()}"},
+            "type": "document",
+            "timestamp": now,
+            "entry": [{"fullUrl": f"{base_url}/{t}/{i}", "resource": r} for (t, i), r in included.items()],
+        }
+        if persist:
+            result = self.resources.create(policy, "Bundle", document)
+            return orjson.loads(result.stored.body), result
+        return {"resourceType": "Bundle", "id": new_id(), "meta": {"lastUpdated": now}, **document}, None
+
+    def _referenced(self, policy: AccessPolicy, source: StoredResource, reference: tuple[str, str]) -> StoredResource:
+        resource_type, id = reference
+        try:
+            return self.resources.read(policy, resource_type, id)
+        except FhirError as error:
+            if error.status in (404, 410):
+                raise FhirError(422, "processing", f"cannot assemble the document: {source.resource_type}/"
+                                                   f"{source.id} refers to {resource_type}/{id}, which "
+                                                   f"{'was deleted' if error.status == 410 else 'is not stored'}") from None
+            raise
+
+
+def _local_references(resource: dict[str, Any], base_url: str) -> list[tuple[str, str]]:
+    """``(type, id)`` of the references to resources on this server, in document order."""
+    found: list[tuple[str, str]] = []
+    for _, reference in _references(resource, ""):
+        if reference.startswith(base_url + "/"):
+            reference = reference[len(base_url) + 1:]
+        parts = _without_history(reference).split("/")
+        if len(parts) == 2 and parts[0][:1].isupper() and parts[1] and "?" not in reference:
+            found.append((parts[0], parts[1]))
+    return list(dict.fromkeys(found))

@@ -41,9 +41,11 @@ class ResourceService:
 
     # --- reads -----------------------------------------------------------------------------------
 
-    def read(self, policy: AccessPolicy, resource_type: str, id: str) -> StoredResource:
+    def read(self, policy: AccessPolicy, resource_type: str, id: str,
+             tx: StorageTransaction | None = None) -> StoredResource:
+        """The current version; inside a transaction bundle, read through its ``tx``."""
         policy.require_read(resource_type)
-        stored = self.storage.read(resource_type, id)
+        stored = (tx or self.storage).read(resource_type, id)
         if stored is None:
             raise not_found(f"{resource_type}/{id} is not known")
         if stored.deleted:

@@ -20,7 +20,7 @@ def test_metadata_is_a_valid_r4_capability_statement(client: TestClient) -> None
 
 def test_every_claimed_interaction_has_a_route(client: TestClient) -> None:
     body = client.get("/metadata").json()
-    routed = {r.interaction for r in ROUTES}
+    routed = {code for r in ROUTES for code in (r.interaction, *r.also)}
     rest = body["rest"][0]
     for resource in rest["resource"]:
         assert {i["code"] for i in resource["interaction"]} <= routed
