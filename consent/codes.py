@@ -9,6 +9,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from datetime import datetime
+
+import pyotp
 
 OTP_DIGITS = 6
 SET_PASSWORD_DIGITS = 8
@@ -26,3 +29,16 @@ def code_matches(salt: str, code: str, code_hash: str | None) -> bool:
     """Constant-time; always does the hashing work, also when there is nothing to compare with."""
     candidate = hash_code(salt, code.strip()[:32])
     return code_hash is not None and hmac.compare_digest(candidate, code_hash)
+
+
+def totp_step(secret: str, code: str, now: datetime, last_step: int | None) -> int | None:
+    """The time step whose TOTP is ``code`` (now, or one step either side for clock drift), if it is
+    later than ``last_step``: each code signs in once."""
+    totp = pyotp.TOTP(secret)
+    current = totp.timecode(now)
+    for step in (current - 1, current, current + 1):
+        if last_step is not None and step <= last_step:
+            continue
+        if hmac.compare_digest(totp.generate_otp(step), code.strip()):
+            return step
+    return None

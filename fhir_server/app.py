@@ -15,6 +15,9 @@ from starlette.responses import Response
 from starlette.routing import Route as StarletteRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from consent.api import install as install_identity
+from consent.clock import Clock, system_clock
+from consent.identity import build_identity
 from fhir_server.api.capability import capability_statement
 from fhir_server.api.context import ServerContext
 from fhir_server.api.negotiation import check_accept, pretty
@@ -90,9 +93,11 @@ def _endpoint(context: ServerContext, route: Route):  # noqa: ANN202 - a FastAPI
     return endpoint
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> FastAPI:
+    """``clock`` drives the identity subsystem (code and token lifetimes, lockouts): tests move it."""
     settings = settings or Settings()
     context = build_context(settings)
+    identity = build_identity(settings, context.resources, context.search, clock)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -101,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.collect()
         gc.freeze()
         yield
+        identity.close()
         context.storage.close()
 
     app = FastAPI(title="fhir-server", openapi_url=None, docs_url=None, redoc_url=None,
@@ -110,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # plain Starlette routes: handlers take the Request and return a Response, so FastAPI's
         # dependency and response-model machinery would only add work on the hot path
         app.router.routes.append(StarletteRoute(route.path, _endpoint(context, route), methods=[route.method]))
+    install_identity(app, identity)
 
     @app.exception_handler(FhirError)
     async def fhir_error(request: Request, error: FhirError) -> Response:

@@ -25,6 +25,7 @@ class Settings:
     access_token_seconds: int = 15 * 60  # at most 30 minutes
     refresh_token_seconds: int = 15 * 24 * 3600
     lockout_seconds: int = 15 * 60  # how long 5 wrong passwords lock an account
+    failure_floor_ms: int = 300  # a failed sign-in answers no sooner: unknown and known IDs take as long
     password_memory_kib: int = 19 * 1024  # argon2id memory cost per password hash (OWASP minimum)
     sms_webhook_url: str | None = None  # SMS gateway: one JSON POST per message; None: development outbox
     sms_webhook_token: str | None = None  # bearer token for the SMS gateway
@@ -67,6 +68,7 @@ _IDENTITY_ENV: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("access_token_seconds", "FHIR_ACCESS_TOKEN_SECONDS", int),
     ("refresh_token_seconds", "FHIR_REFRESH_TOKEN_SECONDS", int),
     ("lockout_seconds", "FHIR_LOCKOUT_SECONDS", int),
+    ("failure_floor_ms", "FHIR_FAILURE_FLOOR_MS", int),
     ("password_memory_kib", "FHIR_PASSWORD_MEMORY_KIB", int),
     ("sms_webhook_url", "FHIR_SMS_WEBHOOK_URL", str),
     ("sms_webhook_token", "FHIR_SMS_WEBHOOK_TOKEN", str),

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
+from fastapi.testclient import TestClient
 
 from consent.store import IdentityStore, open_identity_store
+from fhir_server.app import create_app
 from fhir_server.settings import Settings
 from tests.consent.fakes import FakeClock
+from tests.consent.kit import IdentityKit
 
 
 @pytest.fixture
@@ -21,3 +25,17 @@ def identity_store(store_url: str) -> Iterator[IdentityStore]:
     store = open_identity_store(Settings(store_url=store_url))
     yield store
     store.close()
+
+
+@pytest.fixture
+def identity_client(settings: Settings, clock: FakeClock) -> Iterator[TestClient]:
+    """A server on every backend, driven by the fake clock, with cheap password hashing and no
+    failure floor (the timing test sets its own)."""
+    app = create_app(replace(settings, password_memory_kib=8 * 1024, failure_floor_ms=0), clock=clock)
+    with TestClient(app, base_url="http://testserver") as client:
+        yield client
+
+
+@pytest.fixture
+def kit(identity_client: TestClient) -> IdentityKit:
+    return IdentityKit(identity_client)
