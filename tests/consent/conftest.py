@@ -15,6 +15,26 @@ from tests.consent.fakes import FakeClock
 from tests.consent.kit import IdentityKit
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "all_backends: an identity HTTP test that also runs on MongoDB")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The identity store's contract runs on every backend (test_identity_store); of the HTTP-level
+    identity tests only those marked ``all_backends`` repeat on MongoDB, the rest run on SQLite."""
+    kept, dropped = [], []
+    for item in items:
+        backend = getattr(item, "callspec", None) and item.callspec.params.get("store_url")
+        in_http_tests = item.path.parent.name == "consent" and item.path.name.endswith("_http.py")
+        if in_http_tests and backend not in (None, "sqlite") and item.get_closest_marker("all_backends") is None:
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()

@@ -66,6 +66,7 @@ def _token(client: TestClient, assertion: str, scope: str | None = None):  # noq
     return client.post("/auth/token", data=form)
 
 
+@pytest.mark.all_backends
 def test_client_credentials_grant_issues_a_system_token(identity_client: TestClient, kit: IdentityKit,
                                                         vendor: VendorKey, registered: str, clock: FakeClock) -> None:
     response = _token(identity_client, vendor.assertion(clock, registered), "system/Observation.read")
@@ -97,6 +98,7 @@ def test_unregistered_scope_is_refused(identity_client: TestClient, vendor: Vend
     assert response.status_code == 400 and response.json()["error"] == "invalid_scope"
 
 
+@pytest.mark.all_backends
 def test_replayed_assertion_is_refused(identity_client: TestClient, vendor: VendorKey, registered: str,
                                        clock: FakeClock) -> None:
     assertion = vendor.assertion(clock, registered)

@@ -40,6 +40,7 @@ def _codes(resource: dict) -> dict[str, dict]:
     return {c["code"]: i for i in resource["identifier"] for c in i.get("type", {}).get("coding", [])}
 
 
+@pytest.mark.all_backends
 def test_enrolling_a_patient_writes_the_patient_and_sends_a_code(identity_client: TestClient, kit: IdentityKit,
                                                                  facility_admin: str, facility: str) -> None:
     response = _enroll(identity_client, facility_admin, name="Asha  Sharma", gender="F", birth_date="5/9/1980",
@@ -67,6 +68,7 @@ def test_enrolling_a_patient_writes_the_patient_and_sends_a_code(identity_client
     assert message.purpose == "set-password" and health_id.formatted in message.body
 
 
+@pytest.mark.all_backends
 def test_enrolling_a_practitioner_links_them_to_the_facility(identity_client: TestClient, facility_admin: str,
                                                              facility: str) -> None:
     response = _enroll(identity_client, facility_admin, role="practitioner", name="Dr Meera Iyer", gender="female",
@@ -81,6 +83,7 @@ def test_enrolling_a_practitioner_links_them_to_the_facility(identity_client: Te
     assert entry["resource"]["organization"] == {"reference": f"Organization/{facility}"}
 
 
+@pytest.mark.all_backends
 def test_re_enrolling_the_same_person_is_idempotent(identity_client: TestClient, kit: IdentityKit,
                                                     facility_admin: str) -> None:
     row = {"name": "Asha Sharma", "gender": "female", "birth_date": "1980-09-05", "mobile": "9876543210"}
@@ -101,6 +104,7 @@ def test_re_enrolling_with_new_details_updates_the_resource(identity_client: Tes
     assert identity_client.get(f"/{first['resource']}").json()["name"] == [{"text": "Asha Verma"}]
 
 
+@pytest.mark.all_backends
 def test_importing_an_existing_health_id_keeps_the_existing_patient(identity_client: TestClient,
                                                                      facility_admin: str) -> None:
     created = identity_client.post("/Patient", json={
@@ -142,6 +146,7 @@ def test_bad_rows_are_refused_with_the_reason(identity_client: TestClient, facil
     assert message in response.json()["issue"][0]["diagnostics"]
 
 
+@pytest.mark.all_backends
 def test_at_most_six_health_ids_per_mobile(identity_client: TestClient, facility_admin: str) -> None:
     for n in range(6):
         assert _enroll(identity_client, facility_admin, name=f"Family Member {n}", gender="other",

@@ -42,6 +42,7 @@ def _login(client: TestClient, id: str, password: str = PASSWORD):  # noqa: ANN2
     return client.post("/auth/login", json={"id": id, "password": password})
 
 
+@pytest.mark.all_backends
 def test_whole_sign_in_reaches_the_fhir_api(identity_client: TestClient, kit: IdentityKit, patient: dict,
                                             caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)  # everything at INFO and up; our own packages at DEBUG too
@@ -88,6 +89,7 @@ def test_unknown_id_wrong_password_and_locked_account_look_the_same(identity_cli
             k: v for k, v in unknown.headers.items() if k != "date"}
 
 
+@pytest.mark.all_backends
 def test_unknown_id_takes_as_long_as_a_wrong_password(settings: Settings, clock: FakeClock) -> None:
     app = create_app(replace(settings, password_memory_kib=8 * 1024, failure_floor_ms=200), clock=clock)
     with TestClient(app) as client:
@@ -106,6 +108,7 @@ def test_unknown_id_takes_as_long_as_a_wrong_password(settings: Settings, clock:
         assert 0.2 <= statistics.median(sample) < 0.6
 
 
+@pytest.mark.all_backends
 def test_five_wrong_passwords_lock_the_account_for_the_configured_time(identity_client: TestClient, patient: dict,
                                                                        clock: FakeClock) -> None:
     for _ in range(5):
@@ -118,7 +121,7 @@ def test_five_wrong_passwords_lock_the_account_for_the_configured_time(identity_
 
 
 def test_lockout_time_is_configurable(settings: Settings, clock: FakeClock) -> None:
-    app = create_app(replace(settings, password_memory_kib=8 * 1024, lockout_seconds=60), clock=clock)
+    app = create_app(replace(settings, password_memory_kib=8 * 1024, lockout_seconds=60, failure_floor_ms=0), clock=clock)
     with TestClient(app) as client:
         kit = IdentityKit(client)
         account, _ = kit.admin()
@@ -146,6 +149,7 @@ def _verify(client: TestClient, challenge: str, otp: str):  # noqa: ANN202
     return client.post("/auth/otp/verify", json={"challenge_id": challenge, "otp": otp})
 
 
+@pytest.mark.all_backends
 def test_five_wrong_otps_end_the_challenge(identity_client: TestClient, kit: IdentityKit, patient: dict) -> None:
     challenge = _challenge(identity_client, patient)
     otp = kit.last_code(patient["mobile"])
@@ -202,6 +206,7 @@ def test_resend_waits_sixty_seconds_and_replaces_the_code(identity_client: TestC
     assert _verify(identity_client, challenge, second).status_code == 200
 
 
+@pytest.mark.all_backends
 def test_at_most_five_codes_per_ten_minutes(identity_client: TestClient, kit: IdentityKit, patient: dict,
                                             clock: FakeClock) -> None:
     challenge = _challenge(identity_client, patient)  # send 1
@@ -217,6 +222,7 @@ def test_at_most_five_codes_per_ten_minutes(identity_client: TestClient, kit: Id
     assert _login(identity_client, patient["healthId"]).status_code == 200
 
 
+@pytest.mark.all_backends
 def test_refresh_rotates_and_reuse_revokes_the_family(identity_client: TestClient, kit: IdentityKit,
                                                       patient: dict) -> None:
     grant = kit.sign_in(patient["healthId"], PASSWORD, patient["mobile"])
@@ -263,6 +269,7 @@ def test_unsupported_grant_type(identity_client: TestClient) -> None:
     assert response.status_code == 400 and response.json()["error"] == "unsupported_grant_type"
 
 
+@pytest.mark.all_backends
 def test_authenticator_app_replaces_sms_codes(identity_client: TestClient, kit: IdentityKit, patient: dict,
                                               clock: FakeClock) -> None:
     token = kit.sign_in(patient["healthId"], PASSWORD, patient["mobile"])["access_token"]
