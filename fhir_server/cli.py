@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 
 import click
@@ -36,3 +37,90 @@ def serve(host: str, port: int, store: str | None, base_url: str | None) -> None
     except (ValueError, RuntimeError) as error:
         raise click.ClickException(str(error)) from None
     uvicorn.run(app, host=host, port=port, access_log=False, proxy_headers=False)
+
+
+def _identity(store: str | None):  # noqa: ANN202 - (Identity, close)
+    """The server's services without HTTP: commands go through the same service layer as the API."""
+    from consent.identity import build_identity
+    from fhir_server.app import build_context
+
+    settings = Settings.from_env()
+    if store:
+        settings = replace(settings, store_url=store)
+    try:
+        context = build_context(settings)
+        identity = build_identity(settings, context.resources, context.search)
+    except (ValueError, RuntimeError) as error:
+        raise click.ClickException(str(error)) from None
+
+    def close() -> None:
+        identity.close()
+        context.storage.close()
+
+    return identity, close
+
+
+@main.command()
+@click.option("--csv", "csv_file", required=True, type=click.File("r", encoding="utf-8"),
+              help="Rows to enroll: name, gender, birth_date, mobile, role, address, health_id, external_id.")
+@click.option("--facility", required=True, help="Id of the facility's FHIR Organization.")
+@click.option("--report", type=click.File("w", encoding="utf-8"), default=None,
+              help="Write every row's outcome (line, outcome, health_id, resource, reason) to this CSV file.")
+@click.option("--store", default=None, help="Store URL [default: as for serve].")
+def enroll(csv_file: click.utils.LazyFile, facility: str, report: click.utils.LazyFile | None,
+           store: str | None) -> None:
+    """Enroll patients and health workers from a CSV file. Safe to re-run: people already enrolled
+    are found again. Each new person gets a set-password code on their mobile. Exits with status 1
+    when a row was rejected."""
+    from consent.bulk import enroll_rows, read_rows, write_report
+    from consent.tokens import Principal
+
+    try:
+        rows = read_rows(csv_file.read())
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    identity, close = _identity(store)
+    operator = Principal(subject="fhir-server enroll", role="admin", scopes=frozenset())
+    try:
+        with click.progressbar(enroll_rows(identity.enrollment, operator, rows, facility), length=len(rows),
+                               label="Enrolling", file=sys.stderr) as outcomes:
+            results = list(outcomes)
+    finally:
+        close()
+    counts = {name: sum(1 for r in results if r.outcome == name) for name in ("created", "updated", "unchanged",
+                                                                              "rejected")}
+    click.echo(", ".join(f"{n} {name}" for name, n in counts.items()))
+    for rejected in (r for r in results if r.outcome == "rejected"):
+        click.echo(f"line {rejected.line}: {rejected.reason}")
+    if report is not None:
+        write_report(results, report)
+    if counts["rejected"]:
+        raise SystemExit(1)
+
+
+@main.command("create-admin")
+@click.option("--mobile", required=True, help="The administrator's mobile number (sign-in codes go there).")
+@click.option("--address", default=None, help="Optional ABHA-style address for signing in, e.g. ops.admin@abdm.")
+@click.option("--store", default=None, help="Store URL [default: as for serve].")
+def create_admin(mobile: str, address: str | None, store: str | None) -> None:
+    """Create an administrator account. There is no built-in administrator: run this once per person.
+    Asks for the password (never shown, never a default)."""
+    from consent.enrollment import EnrollmentError
+    from consent.health_id import AbhaAddress, HealthId, HealthIdError
+    from consent.passwords import PasswordPolicyError
+    from mappings.enrollment import RowError
+
+    try:
+        address = str(AbhaAddress.parse(address, legacy=False)) if address else None
+    except HealthIdError as error:
+        raise click.BadParameter(str(error), param_hint="--address") from None
+    password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    identity, close = _identity(store)
+    try:
+        account = identity.enrollment.create_admin(mobile, password, address)
+    except (PasswordPolicyError, EnrollmentError, RowError) as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        close()
+    click.echo(f"Administrator created. Health ID: {HealthId(account.health_id).formatted}"
+               + (f", address: {address}" if address else ""))
