@@ -1,1 +1,2 @@
-"""Who may see what: access policies now; accounts, health IDs, consent artefacts and audit later."""
+"""Who may see what: 14-digit health IDs and health cards, accounts and sign-in (password + OTP),
+access tokens and system clients, enrollment, and the access policy the FHIR service applies."""

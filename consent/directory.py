@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from consent.access import is_holder, require_card_access, require_look_up
+from consent.access import require_card_access, require_look_up
 from consent.cards import CardHolder, render, verify_payload
 from consent.health_id import AbhaAddress, HealthId, HealthIdError
 from consent.keys import KeyRing
@@ -98,10 +98,6 @@ class HealthIdDirectory:
                             gender=person.get("gender"), birth_date=person.get("birthDate"),
                             facility=(facility or {}).get("name"))
         return render(holder, self._keys, fmt)
-
-    def holder_account(self, principal: Principal) -> Account | None:
-        account = self._store.account(principal.subject)
-        return account if account is not None and is_holder(principal, account) else None
 
     # --- helpers -----------------------------------------------------------------------------------
 
