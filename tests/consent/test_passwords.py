@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from consent.passwords import PasswordPolicyError, Passwords, check_password_policy
@@ -24,14 +22,10 @@ def test_hash_is_argon2id_salted_and_verifies(passwords: Passwords) -> None:
 def test_missing_hash_never_verifies_but_does_the_same_work(passwords: Passwords) -> None:
     real = passwords.hash("correct horse battery")
     assert not passwords.verify(None, "not a password anyone has")  # not even the dummy's own password
-
-    def timed(password_hash: str | None) -> float:
-        start = time.perf_counter()
-        for _ in range(5):
-            passwords.verify(password_hash, "wrong password 123")
-        return time.perf_counter() - start
-
-    assert 0.5 < timed(None) / timed(real) < 2.0
+    dummy = passwords._dummy  # noqa: SLF001 - the work an unknown account costs
+    assert dummy is not None
+    # the same algorithm and the same memory, time and parallelism costs as a real password hash
+    assert dummy.rsplit("$", 2)[0] == real.rsplit("$", 2)[0]
 
 
 def test_garbage_hash_does_not_verify(passwords: Passwords) -> None:
