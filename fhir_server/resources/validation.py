@@ -46,10 +46,18 @@ def _issues(resource_type: str, error: ValidationError) -> list[Issue]:
     return issues
 
 
-def validate_resource(resource_type: str, resource: dict[str, Any]) -> None:
-    """Raise a 400 FhirError naming every failing element path if ``resource`` is not valid."""
+def validate_resource(resource_type: str, resource: dict[str, Any]) -> bytes:
+    """Raise a 400 FhirError naming every failing element path if ``resource`` is not valid;
+    return the JSON text that was judged (``orjson.dumps(resource)``)."""
+    raw = orjson.dumps(resource)
+    validate_json(resource_type, raw)
+    return raw
+
+
+def validate_json(resource_type: str, raw: bytes) -> None:
+    """``validate_resource`` for a resource already in JSON text."""
     try:
-        _model(resource_type).model_validate_json(orjson.dumps(resource))
+        _model(resource_type).model_validate_json(raw)
     except ValidationError as error:
         raise FhirError(400, "invalid", "invalid resource", issues=_issues(resource_type, error)) from None
     except (ValueError, TypeError) as error:

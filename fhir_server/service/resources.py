@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from consent.policy import AccessPolicy
 from fhir_server.errors import FhirError, bad_request, not_found, precondition_failed
 from fhir_server.resources.validation import validate_resource
@@ -21,7 +23,7 @@ from fhir_server.search.query import parse_conditional
 from fhir_server.search.registry import SearchRegistry
 from fhir_server.service.documents import check_document
 from fhir_server.service.patching import apply_patch
-from fhir_server.service.references import rewrite_references
+from fhir_server.service.references import rewrite_json, rewrite_references
 from fhir_server.service.stamping import check_id, dump, new_id, now_ms, stamp, version_number
 from fhir_server.storage.base import ResourceWrite, Storage, StorageTransaction, StoredResource
 
@@ -106,8 +108,9 @@ class ResourceService:
         policy.require_write(resource_type)
         self._check_type(resource_type, resource)
         criteria = self._criteria(resource_type, if_none_exist) if if_none_exist is not None else None
-        self.validate(resource_type, {k: v for k, v in resource.items() if k != "id"})
-        return _Create(self, resource_type, resource, criteria, if_none_exist)
+        resource = {k: v for k, v in resource.items() if k != "id"}
+        raw = self.validate(resource_type, resource)
+        return _Create(self, resource_type, resource, raw, criteria, if_none_exist)
 
     def prepare_update(self, policy: AccessPolicy, resource_type: str, id: str, resource: dict[str, Any],
                        if_match: str | None = None, if_none_match: str | None = None) -> WriteOp:
@@ -119,8 +122,8 @@ class ResourceService:
         if resource["id"] != id:
             raise bad_request(f"resource id {resource['id']!r} does not match the URL id {id!r}",
                               expression=(f"{resource_type}.id",))
-        self.validate(resource_type, resource)
-        return _Update(self, resource_type, id, resource, _expected_version(if_match),
+        raw = self.validate(resource_type, resource)
+        return _Update(self, resource_type, id, resource, raw, _expected_version(if_match),
                        _unwanted_version(if_none_match))
 
     def prepare_conditional_update(self, policy: AccessPolicy, resource_type: str, query: str,
@@ -128,8 +131,8 @@ class ResourceService:
         policy.require_write(resource_type)
         self._check_type(resource_type, resource)
         criteria = self._criteria(resource_type, query)
-        self.validate(resource_type, resource)
-        return _ConditionalUpdate(self, resource_type, query, criteria, resource, _expected_version(if_match))
+        raw = self.validate(resource_type, resource)
+        return _ConditionalUpdate(self, resource_type, query, criteria, resource, raw, _expected_version(if_match))
 
     def prepare_patch(self, policy: AccessPolicy, resource_type: str, id: str, content_type: str, patch: Any,
                       if_match: str | None = None) -> WriteOp:
@@ -155,12 +158,13 @@ class ResourceService:
 
     # --- helpers ---------------------------------------------------------------------------------
 
-    def validate(self, resource_type: str, resource: dict[str, Any]) -> None:
+    def validate(self, resource_type: str, resource: dict[str, Any]) -> bytes:
         """Everything a stored resource must satisfy: the R4B model, and for a document Bundle the
-        document rules (400 / 422 naming what fails)."""
-        validate_resource(resource_type, resource)
+        document rules (400 / 422 naming what fails). Returns the JSON text that was judged."""
+        raw = validate_resource(resource_type, resource)
         if resource_type == "Bundle" and resource.get("type") == "document":
             check_document(resource)
+        return raw
 
     def _check_type(self, resource_type: str, resource: dict[str, Any]) -> None:
         body_type = resource.get("resourceType")
@@ -230,14 +234,22 @@ class WriteOp:
     ``execute`` writes, first replacing the references ``references`` maps (a transaction bundle's
     ``urn:uuid:`` fullUrls). A single interaction ``run``s both as one work; a transaction resolves
     every entry before executing any. Both steps may run again when a backend retries the work, so
-    ``resolve`` sets all state afresh."""
+    ``resolve`` sets all state afresh. ``raw`` is the validated body as JSON text (creates and
+    updates), whose references are rewritten without walking the parsed resource."""
 
     method = ""
+    raw: bytes | None = None
 
     def __init__(self, service: ResourceService, resource_type: str, id: str | None) -> None:
         self.service = service
         self.resource_type = resource_type
         self.target_id = id
+
+    def _body(self, resource: dict[str, Any], references: Mapping[str, str]) -> dict[str, Any]:
+        if not references or self.raw is None:
+            return resource
+        rewritten = rewrite_json(self.raw, references)
+        return resource if rewritten is self.raw else orjson.loads(rewritten)
 
     def resolve(self, tx: StorageTransaction) -> None:
         """Nothing to find for an interaction on a known id."""
@@ -253,10 +265,11 @@ class WriteOp:
 class _Create(WriteOp):
     method = "POST"
 
-    def __init__(self, service: ResourceService, resource_type: str, resource: dict[str, Any],
+    def __init__(self, service: ResourceService, resource_type: str, resource: dict[str, Any], raw: bytes,
                  criteria: list[AnyCriterion] | None, condition: str | None) -> None:
         super().__init__(service, resource_type, None)
         self.resource = resource
+        self.raw = raw
         self.criteria = criteria
         self.condition = condition
         self.existing: StoredResource | None = None
@@ -272,31 +285,32 @@ class _Create(WriteOp):
         if self.existing is not None:
             return WriteResult(self.existing, created=False, changed=False)
         assert self.target_id is not None
-        resource = rewrite_references(self.resource, references) if references else self.resource
+        resource = self._body(self.resource, references)
         return WriteResult(self.service._write(tx, self.resource_type, self.target_id, 1, resource), created=True)
 
 
 class _Update(WriteOp):
     method = "PUT"
 
-    def __init__(self, service: ResourceService, resource_type: str, id: str, resource: dict[str, Any],
+    def __init__(self, service: ResourceService, resource_type: str, id: str, resource: dict[str, Any], raw: bytes,
                  expected: int | None, unwanted: int | None) -> None:
         super().__init__(service, resource_type, id)
         self.resource = resource
+        self.raw = raw
         self.expected = expected
         self.unwanted = unwanted
 
     def execute(self, tx: StorageTransaction, references: Mapping[str, str]) -> WriteResult:
         assert self.target_id is not None
-        resource = rewrite_references(self.resource, references) if references else self.resource
+        resource = self._body(self.resource, references)
         return self.service._update_in(tx, self.resource_type, self.target_id, resource, self.expected,
                                        self.unwanted)
 
 
 class _ConditionalUpdate(_Update):
     def __init__(self, service: ResourceService, resource_type: str, query: str, criteria: list[AnyCriterion],
-                 resource: dict[str, Any], expected: int | None) -> None:
-        super().__init__(service, resource_type, "", resource, expected, None)
+                 resource: dict[str, Any], raw: bytes, expected: int | None) -> None:
+        super().__init__(service, resource_type, "", resource, raw, expected, None)
         self.target_id = None
         self.query = query
         self.criteria = criteria

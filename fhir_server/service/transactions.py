@@ -35,10 +35,12 @@ from fhir_server.search.query import parse_conditional, parse_search
 from fhir_server.service.bundles import bundle, etag, not_modified, resource_url
 from fhir_server.service.history import HistoryService
 from fhir_server.service.patching import JSON_PATCH
+from fhir_server.service.references import references_in
 from fhir_server.service.resources import ResourceService, WriteOp, WriteResult
 from fhir_server.service.search import SearchService
 from fhir_server.service.stamping import format_instant
 from fhir_server.storage.base import StorageTransaction, StoredResource
+from fhir_server.storage.buffer import BufferedTransaction
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 _WRITE_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2}
@@ -128,7 +130,8 @@ class BundleService:
         reads = [e for e in entries if e.op is None and e.target.id is not None and e.target.version is None
                  and not e.target.history]
 
-        def work(tx: StorageTransaction) -> dict[int, _Outcome]:
+        def work(store: StorageTransaction) -> dict[int, _Outcome]:
+            tx = BufferedTransaction(store)
             outcomes: dict[int, _Outcome] = {}
             deletes = [e for e in writes if e.method == "DELETE"]
             others = [e for e in writes if e.method != "DELETE"]
@@ -156,6 +159,7 @@ class BundleService:
                 with _naming(entry):
                     assert entry.op is not None
                     outcomes[entry.index] = _written(entry.op.execute(tx, replacements))
+            tx.flush()
             for entry in reads:
                 with _naming(entry):
                     outcomes[entry.index] = self._read(policy, entry, tx)
@@ -298,11 +302,9 @@ class BundleService:
         else:
             entry.op = self.resources.prepare_conditional_delete(policy, resource_type, _condition(target, "DELETE"),
                                                                  if_match)
-        if transaction and entry.resource is not None and method in ("POST", "PUT"):
-            entry.references = {
-                reference: self._reference_criteria(reference)
-                for reference in set(_conditional_references(entry.resource))
-            }
+        if transaction and entry.op.raw is not None:
+            entry.references = {reference: self._reference_criteria(reference)
+                                for reference in set(references_in(entry.op.raw)) if _conditional(reference)}
 
     def _reference_criteria(self, reference: str) -> list[AnyCriterion]:
         resource_type, _, query = reference.partition("?")
@@ -389,19 +391,10 @@ def _resolve_reference(tx: StorageTransaction, reference: str, criteria: list[An
     return f"{resource_type}/{matches[0].id}"
 
 
-def _conditional_references(node: Any) -> Iterator[str]:
-    """``reference`` values of the form ``Type?criteria`` at any depth."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "reference":
-                if isinstance(value, str) and "?" in value and "/" not in value.split("?", 1)[0]:
-                    yield value
-            elif isinstance(value, (dict, list)):
-                yield from _conditional_references(value)
-    elif isinstance(node, list):
-        for item in node:
-            if isinstance(item, (dict, list)):
-                yield from _conditional_references(item)
+def _conditional(reference: str) -> bool:
+    """``Patient?identifier=...``: a type, a question mark, criteria."""
+    head, mark, _ = reference.partition("?")
+    return bool(mark) and head.isalpha() and head[:1].isupper()
 
 
 def _text(request: Mapping[str, Any], name: str) -> str | None:

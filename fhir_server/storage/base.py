@@ -112,6 +112,9 @@ class StorageTransaction(Protocol):
     def write(self, change: ResourceWrite) -> None:
         ...
 
+    def write_many(self, changes: Sequence[ResourceWrite]) -> None:
+        """``write`` each change, in order, with as few statements as the engine allows."""
+
     def claim(self, key: str) -> None:
         """Serialize concurrent transactions that use the same key (e.g. a conditional create's
         criteria): the later one waits for or retries after the earlier one."""

@@ -72,8 +72,7 @@ def _row_to_stored(row: Sequence[Any]) -> StoredResource:
     return StoredResource(row[0], row[1], row[2], from_ms(row[3]), bool(row[4]), bytes(row[5]))
 
 
-def _index_rows(pk: int, resource_type: str, values: Iterable[IndexValue]) -> dict[str, list[tuple]]:
-    rows: dict[str, list[tuple]] = {t: [] for t in INDEX_TABLES}
+def _add_index_rows(rows: dict[str, list[tuple]], pk: int, resource_type: str, values: Iterable[IndexValue]) -> None:
     group = 0
     for value in values:
         if isinstance(value, CompositeValue):
@@ -82,7 +81,32 @@ def _index_rows(pk: int, resource_type: str, values: Iterable[IndexValue]) -> di
                 _add_scalar(rows, pk, f"{resource_type}.{value.param}${i}", group, part)
         else:
             _add_scalar(rows, pk, f"{resource_type}.{value.param}", None, value)
-    return rows
+
+
+class _WriteBatch:
+    """Rows gathered by ``SqliteTransaction.write_many``, written by ``flush``."""
+
+    def __init__(self, next_pk: int | None = None) -> None:
+        self.next_pk = next_pk
+        self.pks: dict[tuple[str, str], int] = {}
+        self.inserts: list[tuple] = []
+        self.updates: list[tuple] = []
+        self.history: list[tuple] = []
+        self.index: dict[str, list[tuple]] = {t: [] for t in INDEX_TABLES}
+
+    def flush(self, conn: sqlite3.Connection) -> None:
+        if self.updates:
+            stale = [(u[-1],) for u in self.updates]
+            for table in INDEX_TABLES:
+                conn.executemany(f"DELETE FROM {table} WHERE pk = ?", stale)
+            conn.executemany("UPDATE resource SET version = ?, last_updated = ?, deleted = ?, body = ? WHERE pk = ?",
+                             self.updates)
+        if self.inserts:
+            conn.executemany(f"INSERT INTO resource (pk, {_RESOURCE_COLUMNS}) VALUES (?,?,?,?,?,?,?)", self.inserts)
+        conn.executemany(f"INSERT INTO history ({_RESOURCE_COLUMNS}) VALUES (?,?,?,?,?,?)", self.history)
+        for table, rows in self.index.items():
+            if rows:
+                conn.executemany(_INSERT[table], rows)
 
 
 def _add_scalar(rows: dict[str, list[tuple]], pk: int, pkey: str, grp: int | None, v: ScalarValue) -> None:
@@ -129,32 +153,36 @@ class SqliteTransaction:
         return _find(self._conn, (resource_type,), criteria, limit)
 
     def write(self, change: ResourceWrite) -> None:
+        self.write_many((change,))
+
+    def write_many(self, changes: Sequence[ResourceWrite]) -> None:
+        """Store new versions with one ``executemany`` per table, so the per-row work stays in
+        SQLite's C code (a transaction bundle writes hundreds at once). A new resource's ``pk`` is
+        chosen here, the next free one: this transaction holds the only write lock."""
         conn = self._conn
-        ms = to_ms(change.last_updated)
-        row = conn.execute(
-            "SELECT pk FROM resource WHERE type = ? AND id = ?", (change.resource_type, change.id)
-        ).fetchone()
-        if row is None:
-            pk = conn.execute(
-                f"INSERT INTO resource ({_RESOURCE_COLUMNS}) VALUES (?,?,?,?,?,?)",
-                (change.resource_type, change.id, change.version, ms, int(change.deleted), change.body),
-            ).lastrowid
-        else:
-            pk = row[0]
-            conn.execute(
-                "UPDATE resource SET version = ?, last_updated = ?, deleted = ?, body = ? WHERE pk = ?",
-                (change.version, ms, int(change.deleted), change.body, pk),
-            )
-            for table in INDEX_TABLES:
-                conn.execute(f"DELETE FROM {table} WHERE pk = ?", (pk,))
-        conn.execute(
-            f"INSERT INTO history ({_RESOURCE_COLUMNS}) VALUES (?,?,?,?,?,?)",
-            (change.resource_type, change.id, change.version, ms, int(change.deleted), change.body),
-        )
-        if not change.deleted:
-            for table, rows in _index_rows(pk, change.resource_type, change.index).items():
-                if rows:
-                    conn.executemany(_INSERT[table], rows)
+        batch = _WriteBatch()
+        for change in changes:
+            key = (change.resource_type, change.id)
+            if key in batch.pks:  # the same resource twice: store the first version before the second
+                batch.flush(conn)
+                batch = _WriteBatch(batch.next_pk)
+            ms = to_ms(change.last_updated)
+            row = (change.resource_type, change.id, change.version, ms, int(change.deleted), change.body)
+            found = conn.execute("SELECT pk FROM resource WHERE type = ? AND id = ?", key).fetchone()
+            if found is None:
+                if batch.next_pk is None:
+                    batch.next_pk = conn.execute("SELECT coalesce(max(pk), 0) + 1 FROM resource").fetchone()[0]
+                pk = batch.next_pk
+                batch.next_pk += 1
+                batch.inserts.append((pk, *row))
+            else:
+                pk = found[0]
+                batch.updates.append((change.version, ms, int(change.deleted), change.body, pk))
+            batch.pks[key] = pk
+            batch.history.append(row)
+            if not change.deleted:
+                _add_index_rows(batch.index, pk, change.resource_type, change.index)
+        batch.flush(conn)
 
     def claim(self, key: str) -> None:
         """Nothing to do: ``BEGIN IMMEDIATE`` already serializes every write transaction."""
