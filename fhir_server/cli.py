@@ -124,3 +124,17 @@ def create_admin(mobile: str, address: str | None, store: str | None) -> None:
         close()
     click.echo(f"Administrator created. Health ID: {HealthId(account.health_id).formatted}"
                + (f", address: {address}" if address else ""))
+
+
+@main.command("rotate-keys")
+@click.option("--store", default=None, help="Store URL [default: as for serve].")
+def rotate_keys(store: str | None) -> None:
+    """Start signing tokens and health cards with a new key. Old keys stay published in the JWKS, so
+    tokens and cards they signed keep verifying; running servers pick the new key up within a minute."""
+    identity, close = _identity(store)
+    try:
+        key = identity.keys.rotate()
+        published = len(identity.keys.jwks()["keys"])
+    finally:
+        close()
+    click.echo(f"New signing key {key.kid} ({key.alg}); {published} keys published.")

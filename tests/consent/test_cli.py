@@ -118,3 +118,13 @@ def test_there_is_no_built_in_administrator(store_file: str) -> None:
         for id in ("admin", "admin@abdm", "00-0000-0000-0000"):
             for password in ("admin", "password", "admin123456"):
                 assert client.post("/auth/login", json={"id": id, "password": password}).status_code == 401
+
+
+def test_rotate_keys_adds_a_key_and_keeps_the_old_ones(store_file: str) -> None:
+    with TestClient(create_app(Settings(store_url=store_file))) as client:
+        before = {k["kid"] for k in client.get("/.well-known/jwks.json").json()["keys"]}
+    result = CliRunner().invoke(main, ["rotate-keys", "--store", store_file])
+    assert result.exit_code == 0 and "2 keys published" in result.output
+    with TestClient(create_app(Settings(store_url=store_file))) as client:
+        after = {k["kid"] for k in client.get("/.well-known/jwks.json").json()["keys"]}
+    assert before < after and len(after) == 2
