@@ -156,10 +156,12 @@ class SignInService:
     def resend(self, challenge_id: str) -> ChallengeIssued:
         now = self._clock()
         challenge = self._store.challenge(challenge_id) if challenge_id else None
-        if challenge is None or challenge.purpose != "login" or challenge.status != "open" or now >= challenge.expires_at:
+        if (challenge is None or challenge.purpose != "login" or challenge.status != "open"
+                or now >= challenge.expires_at):
             raise invalid_code()
         if challenge.method != "sms":
-            raise AuthError(400, "invalid_request", "this sign-in uses an authenticator app: there is nothing to resend")
+            raise AuthError(400, "invalid_request",
+                            "this sign-in uses an authenticator app: there is nothing to resend")
         if challenge.last_sent_at is not None and now < challenge.last_sent_at + RESEND_AFTER:
             wait = int((challenge.last_sent_at + RESEND_AFTER - now).total_seconds()) + 1
             raise AuthError(429, "slow_down", f"a new code can be sent in {wait} seconds",

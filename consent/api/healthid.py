@@ -68,5 +68,5 @@ async def card(request: Request, ident: str, fmt: str) -> Response:
         raise not_found(f"cards come as {', '.join('card.' + f for f in FORMATS)}")
     caller = fhir_principal(request)
     content = await run(identity(request).directory.card, caller, ident, fmt)
-    return Response(content, 200, {"Cache-Control": "no-store", "Content-Disposition": f'inline; filename="health-card.{fmt}"'},
-                    media_type=FORMATS[fmt])
+    headers = {"Cache-Control": "no-store", "Content-Disposition": f'inline; filename="health-card.{fmt}"'}
+    return Response(content, 200, headers, media_type=FORMATS[fmt])

@@ -177,7 +177,8 @@ class MongoIdentityStore:
 
     def reissue_challenge(self, challenge_id: str, code_hash: str, expires_at: datetime) -> bool:
         result = self._db.id_challenges.update_one({"_id": challenge_id, "status": "open"},
-                                                   {"$set": {"code_hash": code_hash, "expires_at": to_naive(expires_at)}})
+                                                   {"$set": {"code_hash": code_hash,
+                                                             "expires_at": to_naive(expires_at)}})
         return result.modified_count == 1
 
     def record_send(self, account_id: str, challenge_id: str, at: datetime) -> None:

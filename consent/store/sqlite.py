@@ -213,7 +213,8 @@ class SqliteIdentityStore:
     def create_account(self, account: Account, *, max_per_mobile: int | None = None) -> None:
         with self._transaction() as conn:
             if max_per_mobile is not None and account.mobile is not None:
-                (count,) = conn.execute("SELECT COUNT(*) FROM id_account WHERE mobile = ?", (account.mobile,)).fetchone()
+                (count,) = conn.execute("SELECT COUNT(*) FROM id_account WHERE mobile = ?",
+                                        (account.mobile,)).fetchone()
                 if count >= max_per_mobile:
                     raise MobileLimitError()
             self._insert("id_account", account, conn)

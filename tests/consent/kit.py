@@ -30,7 +30,8 @@ def mint_token(app: FastAPI, role: str, *, subject: str = "test-subject", facili
                scopes: tuple[str, ...] | None = None, client_id: str | None = None) -> str:
     """An access token the app accepts, for any role (``system`` included), without an account."""
     issuer = identity_of(app).issuer
-    token, _ = issuer.issue(subject=subject, role=role, scopes=scopes if scopes is not None else ROLE_SCOPES.get(role, ()),
+    token, _ = issuer.issue(subject=subject, role=role,
+                            scopes=scopes if scopes is not None else ROLE_SCOPES.get(role, ()),
                             facility_id=facility_id, patient_id=patient_id, practitioner_id=practitioner_id,
                             client_id=client_id if client_id or role != "system" else subject)
     return token

@@ -4,7 +4,6 @@ configuration document."""
 from __future__ import annotations
 
 import secrets
-import time
 from typing import Any
 
 import pytest
@@ -167,7 +166,8 @@ def test_only_administrators_register_clients(identity_client: TestClient, vendo
     app = identity_client.app
     assert identity_client.post("/auth/clients", json=body).status_code == 401
     for role in ("patient", "practitioner", "facility-admin"):
-        response = identity_client.post("/auth/clients", json=body, headers=bearer(mint_token(app, role)))  # type: ignore[arg-type]
+        token = mint_token(app, role)  # type: ignore[arg-type]
+        response = identity_client.post("/auth/clients", json=body, headers=bearer(token))
         assert response.status_code == 403
 
 

@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 
 from consent.health_id import HealthId, luhn_valid
 from mappings.abdm import HEALTH_ID_SYSTEM, IDENTIFIER_TYPE_SYSTEM, PRACTITIONER_SYSTEM
+from tests.consent.fakes import FakeClock
 from tests.consent.kit import IdentityKit, bearer, mint_token
 
 
@@ -201,7 +202,8 @@ def test_only_an_administrator_enrolls_facility_administrators(identity_client: 
     assert response.status_code == 403
 
 
-def test_tampered_or_expired_tokens_get_401(identity_client: TestClient, facility_admin: str, clock) -> None:  # noqa: ANN001
+def test_tampered_or_expired_tokens_get_401(identity_client: TestClient, facility_admin: str,
+                                            clock: FakeClock) -> None:
     header, payload, signature = facility_admin.split(".")
     tampered = f"{header}.{payload[:-4]}AAAA.{signature}"
     assert _enroll(identity_client, tampered, name="x").status_code == 401

@@ -17,7 +17,8 @@ from fhir_server.settings import Settings
 from tests.consent.fakes import FakeClock
 from tests.consent.kit import PASSWORD, IdentityKit, bearer, mint_token
 
-GENERIC_LOGIN_FAILURE = {"error": "invalid_grant", "error_description": "the health ID, address or password is not correct"}
+GENERIC_LOGIN_FAILURE = {"error": "invalid_grant",
+                         "error_description": "the health ID, address or password is not correct"}
 GENERIC_CODE_FAILURE = {"error": "invalid_grant", "error_description": "the code is not correct or no longer valid"}
 
 
@@ -121,7 +122,8 @@ def test_five_wrong_passwords_lock_the_account_for_the_configured_time(identity_
 
 
 def test_lockout_time_is_configurable(settings: Settings, clock: FakeClock) -> None:
-    app = create_app(replace(settings, password_memory_kib=8 * 1024, lockout_seconds=60, failure_floor_ms=0), clock=clock)
+    app = create_app(replace(settings, password_memory_kib=8 * 1024, lockout_seconds=60, failure_floor_ms=0),
+                     clock=clock)
     with TestClient(app) as client:
         kit = IdentityKit(client)
         account, _ = kit.admin()
