@@ -90,7 +90,7 @@ def _png(holder: CardHolder, qr_text: str) -> bytes:
     qr = qr.convert("RGB").resize((side, side), Image.NEAREST) if qr.size[0] > side else qr.convert("RGB")
     card.paste(qr, (_W - qr.size[0] - 30, 130))
     buffer = io.BytesIO()
-    card.save(buffer, format="PNG", optimize=True)
+    card.save(buffer, format="PNG")
     return buffer.getvalue()
 
 

@@ -96,6 +96,13 @@ class IdentityKit:
         assert verify.status_code == 200, verify.text
         return verify.json()
 
+    def holder(self, token: str, facility: str, role: str = "patient", **fields: Any) -> tuple[dict[str, Any], str]:
+        """Enrolls someone and mints their token directly (no password or OTP work): (enrollment, token)."""
+        enrolled = self.enroll(token, facility, role=role, **fields)
+        kind, _, id = enrolled["resource"].partition("/")
+        links = {"patient_id": id} if kind == "Patient" else {"practitioner_id": id, "facility_id": facility}
+        return enrolled, mint_token(self.client.app, role, subject=enrolled["account"], **links)  # type: ignore[arg-type]
+
     def person(self, token: str, facility: str, role: str = "patient", **fields: Any) -> tuple[dict[str, Any], str]:
         """Enrolls someone, lets them set their password and sign in: (enrollment JSON, their token)."""
         enrolled = self.enroll(token, facility, role=role, **fields)

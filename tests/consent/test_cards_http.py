@@ -26,7 +26,7 @@ def staff(identity_client: TestClient, facility: str) -> str:
 
 @pytest.fixture
 def holder(kit: IdentityKit, staff: str, facility: str) -> tuple[dict, str]:
-    return kit.person(staff, facility, name="Asha Sharma", gender="female", birth_date="1980-09-05",
+    return kit.holder(staff, facility, name="Asha Sharma", gender="female", birth_date="1980-09-05",
                       address="asha.sharma@abdm")
 
 
@@ -93,7 +93,7 @@ def test_staff_may_fetch_any_card_and_other_patients_may_not(identity_client: Te
     assert _card(identity_client, enrolled["healthId"], "png", staff).status_code == 200
     practitioner = mint_token(identity_client.app, "practitioner", facility_id="another-org")  # type: ignore[arg-type]
     assert _card(identity_client, enrolled["healthId"], "svg", practitioner).status_code == 200
-    _, other_patient = kit.person(staff, facility, name="Other Person", gender="male", birth_date="1970")
+    _, other_patient = kit.holder(staff, facility, name="Other Person", gender="male", birth_date="1970")
     assert _card(identity_client, enrolled["healthId"], "png", other_patient).status_code == 403
     # a patient asking for a number that does not exist learns nothing more than for one that does
     assert _card(identity_client, "91-5006-4247-3341", "png", other_patient).status_code == 403
@@ -108,7 +108,7 @@ def test_card_requests_need_a_token_and_a_known_format(identity_client: TestClie
 
 
 def test_practitioners_get_cards_too(identity_client: TestClient, kit: IdentityKit, staff: str, facility: str) -> None:
-    enrolled, token = kit.person(staff, facility, role="practitioner", name="Dr Meera Iyer", gender="female",
+    enrolled, token = kit.holder(staff, facility, role="practitioner", name="Dr Meera Iyer", gender="female",
                                  birth_date="1985-04-12")
     payload = orjson.loads(decode_qr(_card(identity_client, enrolled["healthId"], "png", token).content))
     assert payload["hidn"] == enrolled["healthId"] and payload["name"] == "Dr Meera Iyer"
