@@ -51,16 +51,26 @@ def _mongo_url(base: str) -> str:
     return f"{base}/t{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture(params=_backends())
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def _store_url(request: pytest.FixtureRequest, directory: Path) -> str:
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/fhir.db"
+        return f"sqlite:///{directory}/fhir.db"
     if request.param == "secantus":
         base = request.getfixturevalue("secantus_server")
         return _mongo_url(base) + "?replicaSet=secantus&directConnection=true"
     uri = os.environ["MONGODB_URI"]
     query = uri.split("?", 1)[1] if "?" in uri else ""
     return _mongo_url(uri) + (f"?{query}" if query else "")
+
+
+@pytest.fixture(params=_backends())
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return _store_url(request, tmp_path)
+
+
+@pytest.fixture(scope="session", params=_backends())
+def shared_store_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One store per backend for the whole session, for read-only tests that share loaded data."""
+    return _store_url(request, tmp_path_factory.mktemp("store"))
 
 
 @pytest.fixture

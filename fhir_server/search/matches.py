@@ -170,12 +170,12 @@ def _reference(value: str, target_type: str | None, definition: SearchParamDef,
             raise _BadValue(f"{value!r} is not a {target_type} reference")
         if definition.targets and found_type not in definition.targets:
             raise _BadValue(f"{found_type} is not a target type of this parameter")
-    return ReferenceMatch(found_type or target_type, found_id)
+    return ReferenceMatch(found_type or target_type, found_id, local_base=base_url.rstrip("/") + "/" if base_url else None)
 
 
 def _composite(value: str, components: tuple[ComponentDef, ...]) -> CompositeMatch:
     parts = split_escaped(value, "$")
-    if len(parts) != len(components):
+    if len(parts) != len(components) or not all(parts):
         raise _BadValue(f"{value!r} needs {len(components)} parts separated by $ "
                         f"({', '.join(c.code for c in components)})")
     return CompositeMatch(tuple(_match(SearchParamDef(c.code, c.type, c.expression), "", part, None)
@@ -198,7 +198,7 @@ def _date(value: str) -> RangeMatch:
 
 def _number(value: str) -> RangeMatch:
     prefix, text = _prefixed(unescape(value))
-    low, high = _number_range(text, value)
+    low, high = _number_range(text, value, prefix)
     return RangeMatch(prefix, low, high)
 
 
@@ -207,18 +207,21 @@ def _quantity(value: str) -> RangeMatch:
     if len(parts) not in (1, 3):
         raise _BadValue(f"{value!r} is not a quantity (number, number|system|code or number||code)")
     prefix, text = _prefixed(parts[0])
-    low, high = _number_range(text, value)
+    low, high = _number_range(text, value, prefix)
     system, code = (parts[1] or None, parts[2] or None) if len(parts) == 3 else (None, None)
     return RangeMatch(prefix, low, high, system, code)
 
 
-def _number_range(text: str, value: str) -> tuple[float, float]:
+def _number_range(text: str, value: str, prefix: Prefix) -> tuple[float, float]:
     """The range a number stands for at its precision: ``100`` is [99.5, 100.5), ``100.0`` is
-    [99.95, 100.05) and ``1e2`` (one significant figure) is [50, 150)."""
+    [99.95, 100.05) and ``1e2`` (one significant figure) is [50, 150). ``ap`` widens it to at
+    least 10% of the value either side (search.html's recommendation)."""
     if not _NUMBER.fullmatch(text):
         raise _BadValue(f"{value!r} is not a number")
     number = Decimal(text)
     half = Decimal(5).scaleb(int(number.as_tuple().exponent) - 1)
+    if prefix is Prefix.AP:
+        half = max(half, abs(number) / 10)
     return float(number - half), float(number + half)
 
 

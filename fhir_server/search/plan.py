@@ -50,9 +50,15 @@ class StringMatch:
 
 @dataclass(frozen=True, slots=True)
 class ReferenceMatch:
+    """A reference by ``url`` (absolute or canonical, matched literally), or by type and id: then it
+    matches relative references and absolute ones on this server (their URL starts with
+    ``local_base``, this server's base URL with a trailing slash; None: relative references only),
+    never a reference to another server that happens to end in the same ``Type/id``."""
+
     target_type: str | None  # None: any type (bare id, or :[type] not given)
     target_id: str | None
-    url: str | None = None  # absolute or canonical reference, matched literally
+    url: str | None = None
+    local_base: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ conditional creates a ``work`` function performs race-free.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -308,6 +309,9 @@ class MongoStorage:
         return found
 
     def _include_one(self, frontier: list[StoredResource], inc: Include) -> list[StoredResource]:
+        if inc.source_type == "*" and not inc.reverse:  # _include=*: every reference of every source
+            types = dict.fromkeys(s.resource_type for s in frontier)
+            return [r for t in types for r in self._include_one(frontier, replace(inc, source_type=t))]
         sources = [s for s in frontier if s.resource_type == (inc.target_type if inc.reverse else inc.source_type)
                    or (inc.reverse and inc.target_type is None)]
         if not sources:

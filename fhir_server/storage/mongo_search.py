@@ -311,6 +311,10 @@ class Compiler:
             cond = {f"{at}ti": m.target_id}
             if m.target_type is not None:
                 cond[f"{at}tt"] = m.target_type
+            if m.local_base is None:
+                cond[f"{at}u"] = None
+            else:
+                cond["$or"] = [{f"{at}u": None}, {f"{at}u": _prefix_range(m.local_base)}]
             return cond, (f"{at}ti", m.target_id)
         if isinstance(m, UriMatch):
             return _uri(m, f"{at}u")
@@ -360,12 +364,14 @@ def _date_range(m: RangeMatch, at: str) -> tuple[Filter, Lead]:
     p = m.prefix
     if p is Prefix.NE:
         return {"$or": [{lo: {"$lt": m.low}}, {hi: {"$gt": m.high}}]}, None
+    if p is Prefix.GE:  # GT, or contained in the search range; either way it ends after ``low``
+        return {"$or": [{hi: {"$gt": m.high}}, {lo: {"$gte": m.low}}]}, (hi, {"$gt": m.low})
+    if p is Prefix.LE:  # LT, or contained in the search range; either way it starts before ``high``
+        return {"$or": [{lo: {"$lt": m.low}}, {hi: {"$lte": m.high}}]}, (lo, {"$lt": m.high})
     cond: Filter = {
         Prefix.EQ: {lo: {"$gte": m.low}, hi: {"$lte": m.high}},
         Prefix.GT: {hi: {"$gt": m.high}},
         Prefix.LT: {lo: {"$lt": m.low}},
-        Prefix.GE: {hi: {"$gt": m.low}},
-        Prefix.LE: {lo: {"$lt": m.high}},
         Prefix.SA: {lo: {"$gte": m.high}},
         Prefix.EB: {hi: {"$lte": m.low}},
         Prefix.AP: {lo: {"$lt": m.high}, hi: {"$gt": m.low}},  # overlaps the (already widened) range
@@ -449,6 +455,8 @@ def revinclude_filter(inc: Include, target_types: Iterable[str], target_ids: Ite
     ``*``) points at one of the targets; like SQLite, types and ids are matched independently."""
     ids = sorted(target_ids)
     element: Filter = {"tt": {"$in": sorted(target_types)}, "ti": {"$in": ids}}
+    if inc.source_type == "*":  # _revinclude=*: any reference of any resource
+        return {"ref.ti": {"$in": ids}, "d": False, "ref": {"$elemMatch": element}}
     if inc.param == "*":
         return {"ref.ti": {"$in": ids}, "type": inc.source_type, "d": False, "ref": {"$elemMatch": element}}
     pkey = f"{inc.source_type}.{inc.param}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -386,6 +387,9 @@ class SqliteStorage:
 
     def _include_one(self, conn: sqlite3.Connection, frontier: list[StoredResource],
                      inc: Include) -> list[StoredResource]:
+        if inc.source_type == "*" and not inc.reverse:  # _include=*: every reference of every source
+            types = dict.fromkeys(s.resource_type for s in frontier)
+            return [r for t in types for r in self._include_one(conn, frontier, replace(inc, source_type=t))]
         sources = [s for s in frontier if s.resource_type == (inc.target_type if inc.reverse else inc.source_type)
                    or (inc.reverse and inc.target_type is None)]
         if not sources:
@@ -395,6 +399,8 @@ class SqliteStorage:
             types = sorted({s.resource_type for s in sources})
             pkey_sql, pkey_params = ("x.pkey = ?", [f"{inc.source_type}.{inc.param}"]) if inc.param != "*" else (
                 "x.pkey >= ? AND x.pkey < ?", [f"{inc.source_type}.", f"{inc.source_type}/"])
+            if inc.source_type == "*":  # _revinclude=*: any reference of any resource
+                pkey_sql, pkey_params = "1", []
             sql = (f"SELECT DISTINCT {', '.join('s.' + c for c in _RESOURCE_COLUMNS.split(', '))} "
                    f"FROM idx_reference x JOIN resource s ON s.pk = x.pk WHERE {pkey_sql} "
                    f"AND x.target_type IN ({','.join('?' * len(types))}) "

@@ -166,6 +166,11 @@ class Compiler:
             if m.target_type is not None:
                 conds.append(f"{t}.target_type = ?")
                 self.params.append(m.target_type)
+            if m.local_base is None:
+                conds.append(f"{t}.url IS NULL")
+            else:
+                conds.append(f"({t}.url IS NULL OR ({t}.url >= ? AND {t}.url < ?))")
+                self.params.extend([m.local_base, m.local_base + _PREFIX_END])
             return " AND ".join(conds)
         if isinstance(m, UriMatch):
             if m.mode == "below":
@@ -210,12 +215,12 @@ class Compiler:
         if p is Prefix.LT:
             self.params.append(m.low)
             return f"{lo} < ?"
-        if p is Prefix.GE:
-            self.params.append(m.low)
-            return f"{hi} > ?"
-        if p is Prefix.LE:
-            self.params.append(m.high)
-            return f"{lo} < ?"
+        if p is Prefix.GE:  # GT, or contained in the search range
+            self.params.extend([m.high, m.low])
+            return f"({hi} > ? OR {lo} >= ?)"
+        if p is Prefix.LE:  # LT, or contained in the search range
+            self.params.extend([m.low, m.high])
+            return f"({lo} < ? OR {hi} <= ?)"
         if p is Prefix.SA:
             self.params.append(m.high)
             return f"{lo} >= ?"

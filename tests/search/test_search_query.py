@@ -162,15 +162,19 @@ def test_composite_parts_are_parsed_by_component_type() -> None:
 
 # --- references and uris -------------------------------------------------------------------------
 
+ME = "http://me.org/fhir/"
+
+
 @pytest.mark.parametrize(("name", "value", "match"), [
-    ("subject", "123", ReferenceMatch(None, "123")),
-    ("subject", "Patient/123", ReferenceMatch("Patient", "123")),
-    ("subject", "Patient/123/_history/4", ReferenceMatch("Patient", "123")),
-    ("subject:Patient", "123", ReferenceMatch("Patient", "123")),
+    ("subject", "123", ReferenceMatch(None, "123", local_base=ME)),
+    ("subject", "Patient/123", ReferenceMatch("Patient", "123", local_base=ME)),
+    ("subject", "Patient/123/_history/4", ReferenceMatch("Patient", "123", local_base=ME)),
+    ("subject:Patient", "123", ReferenceMatch("Patient", "123", local_base=ME)),
     ("subject", "http://other.org/fhir/Patient/123", ReferenceMatch(None, None, "http://other.org/fhir/Patient/123")),
-    ("subject", "http://me.org/fhir/Patient/123", ReferenceMatch("Patient", "123")),
+    ("subject", "http://me.org/fhir/Patient/123", ReferenceMatch("Patient", "123", local_base=ME)),
 ])
 def test_reference_forms(name: str, value: str, match: ReferenceMatch) -> None:
+    """A type and id also match absolute references on this server, never another server's."""
     assert only("Observation", name, value, base_url="http://me.org/fhir/").matches == (match,)
 
 
