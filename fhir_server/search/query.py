@@ -130,9 +130,7 @@ class _Parser:
             plan.summary = parse_summary(value)
         else:
             plan.elements = parse_elements(value, self.registry)
-        if plan.elements and plan.summary not in (None, "count"):
-            raise bad_request("_summary and _elements cannot be combined: use one of them",
-                              expression=("_summary", "_elements"))
+        check_subsetting(plan.summary, plan.elements)
         return True
 
     def _sort_key(self, types: tuple[str, ...], key: str) -> SortKey:
@@ -255,6 +253,13 @@ def parse_summary(value: str) -> str | None:
     """A ``_summary`` value; None for ``false``."""
     summary = _one_of("_summary", value, _SUMMARY)
     return None if summary == "false" else summary
+
+
+def check_subsetting(summary: str | None, elements: tuple[str, ...]) -> None:
+    """``_elements`` goes with no ``_summary`` but ``count`` (which returns no resources anyway)."""
+    if elements and summary not in (None, "count"):
+        raise bad_request("_summary and _elements cannot be combined: use one of them",
+                          expression=("_summary", "_elements"))
 
 
 def parse_elements(value: str, registry: SearchRegistry) -> tuple[str, ...]:

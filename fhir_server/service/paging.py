@@ -29,7 +29,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -232,7 +232,3 @@ def merge(keys: Sequence[SortKey], hits: Sequence[Hit], placed: Sequence[Hit], c
     if not forward:
         page.reverse()
     return page, len(ordered) > count
-
-
-def with_total(token: PageToken, total: int | None) -> PageToken:
-    return replace(token, total=total)

@@ -22,7 +22,7 @@ from fhir_server.errors import Issue, bad_request, operation_outcome
 from fhir_server.search.compartments import membership
 from fhir_server.search.extract import IndexExtractor
 from fhir_server.search.plan import CompartmentCriterion, SearchPlan
-from fhir_server.search.query import parse_elements, parse_search, parse_summary
+from fhir_server.search.query import check_subsetting, parse_elements, parse_search, parse_summary
 from fhir_server.search.registry import SearchRegistry
 from fhir_server.service.bundles import bundle, page_url, search_entry
 from fhir_server.service.paging import (
@@ -81,9 +81,8 @@ class SearchService:
                  for name in plan.ignored])
             entries.append({"resource": outcome, "search": {"mode": "outcome"}})
         path = "/".join([*(compartment or ()), *([resource_type] if resource_type else [])])
-        token = PageToken(plan.snapshot, sort_signature(plan.sort),
-                          total=total if plan.total != "accurate" else None)
-        links = _links(base_url, path, params, page_size, plan, token, hits, more)
+        walk = PageToken(plan.snapshot, sort_signature(plan.sort), total=total if plan.total != "accurate" else None)
+        links = _links(base_url, path, params, page_size, plan, walk, hits, more)
         return bundle("searchset", entries, links, total)
 
     def subset_read(self, stored: StoredResource, params: Sequence[tuple[str, str]]) -> bytes:
@@ -97,9 +96,7 @@ class SearchService:
                     raise bad_request("_summary=count applies to searches only", expression=("_summary",))
             elif name == "_elements":
                 elements = parse_elements(value, self.registry)
-        if summary is not None and elements:
-            raise bad_request("_summary and _elements cannot be combined: use one of them",
-                              expression=("_summary", "_elements"))
+        check_subsetting(summary, elements)
         if summary is None and not elements:
             return stored.body
         return self.subsetter.subset(stored.body, stored.resource_type, summary, elements)

@@ -21,8 +21,6 @@ import struct
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from bson import MaxKey, MinKey
-
 from fhir_server.errors import FhirError
 from fhir_server.search.index_values import (
     CompositeValue,

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fhir_server.service import paging
-from tests.api.ncd_clinic import BP_PANEL, LOINC, UCUM, coding, concept
+from tests.api.ncd_clinic import BP_PANEL, LOINC, UCUM, concept
 
 Between = Callable[[int, list[str]], None]
 
