@@ -77,19 +77,25 @@ class Compiler:
         return f"{alias}.pk IN (SELECT pk FROM idx_reference WHERE pkey IN {pkeys} AND target_id = ? AND target_type = ?)"
 
     def _plain(self, c: Criterion, types: Sequence[str], alias: str) -> str:
+        missing = [m for m in c.matches if isinstance(m, MissingMatch)]
+        if missing:
+            is_missing = missing[0].missing != c.negate
+            return f"{alias}.pk {'NOT IN' if is_missing else 'IN'} ({self._present(c, types)})"
         if c.param_type == "composite":
             return self._composite(c, types, alias)
         table = TABLE_BY_TYPE[c.param_type]
-        missing = [m for m in c.matches if isinstance(m, MissingMatch)]
-        if missing:
-            sub = f"SELECT pk FROM {table} WHERE pkey IN {self._pkeys(types, c.param)}"
-            is_missing = missing[0].missing != c.negate
-            return f"{alias}.pk {'NOT IN' if is_missing else 'IN'} ({sub})"
         t = self._alias("t")
         pkeys = self._pkeys(types, c.param)
         ors = " OR ".join(self.match(m, c.param_type, t) for m in c.matches)
         sub = f"SELECT {t}.pk FROM {table} {t} WHERE {t}.pkey IN {pkeys} AND ({ors})"
         return f"{alias}.pk {'NOT IN' if c.negate else 'IN'} ({sub})"
+
+    def _present(self, c: Criterion, types: Sequence[str]) -> str:
+        """The resources with a value for ``c.param``; a composite's first part may sit in any table."""
+        if c.param_type != "composite":
+            return f"SELECT pk FROM {TABLE_BY_TYPE[c.param_type]} WHERE pkey IN {self._pkeys(types, c.param)}"
+        return " UNION ".join(f"SELECT pk FROM {table} WHERE pkey IN {self._pkeys(types, c.param + '$0')}"
+                              for table in dict.fromkeys(TABLE_BY_TYPE.values()))
 
     def _composite(self, c: Criterion, types: Sequence[str], alias: str) -> str:
         alternatives = []

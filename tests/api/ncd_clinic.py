@@ -26,6 +26,7 @@ NDHM_PATIENT = "https://nrces.in/ndhm/fhir/r4/StructureDefinition/Patient"
 IDENTIFIER_TYPE = "http://terminology.hl7.org/CodeSystem/v2-0203"
 EXTERNAL_PATIENT = "https://other-hospital.example.in/fhir/Patient/77"
 CBAC = "https://ncd.example.in/fhir/Questionnaire/cbac"
+CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 
 SYSTOLIC, DIASTOLIC, BP_PANEL = "8480-6", "8462-4", "85354-9"
 GLUCOSE, HBA1C = "1558-6", "4548-4"
@@ -172,13 +173,15 @@ def load(client: TestClient) -> Clinic:
                           managingOrganization={"reference": c.ref("org-phc")},
                           generalPractitioner=[{"reference": c.ref("dr-kumar")}]))
     c.add("zoe", patient("D'Souza", "Zoë", "female", "1962", "91-2222-3333-4444",
+                         meta={"profile": [NDHM_PATIENT], "source": "https://chc-dalsinghsarai.example.in/emr"},
                          address=[{"city": "Darbhanga", "state": "Bihar"}],
                          managingOrganization={"reference": c.ref("org-chc")}))
     c.add("jose", patient("Fernandes", "José", "male", "1958-12-31", "91-3333-4444-5555",
                           name=[{"text": "Fernandes, José", "family": "Fernandes", "given": ["José"]}],
                           identifier=[{"system": LEGACY, "value": "A,B|C$D\\E"}],
                           deceasedDateTime="2026-02-01T06:00:00+05:30"))
-    c.add("meena", patient("MÜLLER-RAO", "Meena", "female", "1990-01-01", "91-4444-5555-6666", active=False))
+    c.add("meena", patient("MÜLLER-RAO", "Meena", "female", "1990-01-01", "91-4444-5555-6666", active=False,
+                           meta={"profile": [NDHM_PATIENT], "security": [coding(CONFIDENTIALITY, "R")]}))
 
     c.add("enc-asha-jan", {"resourceType": "Encounter", "status": "finished",
                            "class": coding("http://terminology.hl7.org/CodeSystem/v3-ActCode", "AMB"),

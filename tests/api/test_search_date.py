@@ -101,6 +101,12 @@ def test_an_effective_period_against_day_and_month_values(clinic: Clinic, value:
     assert clinic.found(f"Observation?code={HBA1C}&date={value}") == expected
 
 
+def test_missing_on_dates(clinic: Clinic) -> None:
+    assert clinic.found("Patient?death-date:missing=false") == {"jose"}
+    assert clinic.found("Condition?abatement-date:missing=false") == {"htn-ravi"}
+    assert clinic.found("Condition?onset-date:missing=true") == {"htn-ravi"}
+
+
 def test_date_criteria_combine(clinic: Clinic) -> None:
     assert clinic.found("Patient?birthdate=ge1960&birthdate=lt1980") == {"zoe", "ravi"}
     assert clinic.found("Patient?birthdate=1962,1990") == {"zoe", "meena"}

@@ -51,6 +51,14 @@ def test_quantity_by_value_system_and_code(clinic: Clinic, value: str, expected:
     assert clinic.found(f"Observation?value-quantity={value}") == expected
 
 
+def test_missing_on_numbers_quantities_and_composites(clinic: Clinic) -> None:
+    assert clinic.found("RiskAssessment?probability:missing=false") == RISKS
+    assert clinic.found("Observation?value-quantity:missing=false") == {
+        "glu-asha", "glu-ravi", "glu-zoe", "a1c-asha", "a1c-jose", "a1c-meena"}
+    assert clinic.found("Observation?component-code-value-quantity:missing=true") == {
+        "glu-asha", "glu-ravi", "glu-zoe", "a1c-asha", "a1c-jose", "a1c-meena"}
+
+
 @pytest.mark.parametrize("query", ["RiskAssessment?probability=abc", "RiskAssessment?probability=0.2.2",
                                    "RiskAssessment?probability=xx0.2", "RiskAssessment?probability=gt",
                                    "Observation?value-quantity=1|2", "Observation?value-quantity=high||mg"])

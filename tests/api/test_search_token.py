@@ -7,6 +7,7 @@ import pytest
 
 from tests.api.ncd_clinic import (
     BP_PANEL,
+    CONFIDENTIALITY,
     DIABETES,
     GLUCOSE,
     HBA1C,
@@ -84,6 +85,13 @@ def test_common_token_parameters(clinic: Clinic) -> None:
     assert clinic.found("Patient?_tag:not=ncd-screened") == {"ravi", "zoe", "jose", "meena"}
     assert clinic.found(f"Patient?_id={clinic.id('asha')},{clinic.id('zoe')}") == {"asha", "zoe"}
     assert clinic.found("Patient?_id=unknown") == set()
+
+
+def test_security_labels_and_sources(clinic: Clinic) -> None:
+    assert clinic.found(f"Patient?_security={CONFIDENTIALITY}|R") == {"meena"}
+    assert clinic.found("Patient?_security:missing=true") == {"asha", "ravi", "zoe", "jose"}
+    assert clinic.found("Patient?_source=https://chc-dalsinghsarai.example.in/emr") == {"zoe"}
+    assert clinic.found("Patient?_source:below=https://chc-dalsinghsarai.example.in") == {"zoe"}
 
 
 def test_missing_on_tokens(clinic: Clinic) -> None:
