@@ -114,12 +114,16 @@ def _position(value: Any, keys: Sequence[SortKey]) -> Position | None:
         raise ValueError("malformed position")
     for key, item in zip(keys, value, strict=False):
         numeric = key.param != "_id" and (key.param == "_lastUpdated" or key.param_type in _NUMERIC_SORTS)
-        kinds = (int, float) if numeric else (str,)
-        if item is not None and (type(item) not in kinds):
+        if item is not None and not (_is_number(item) if numeric else type(item) is str):
             raise ValueError("malformed position")
-    if type(value[-1]) not in (int, str):
+    if not (type(value[-1]) is str or _is_number(value[-1]) and type(value[-1]) is int):
         raise ValueError("malformed position")
     return tuple(value)
+
+
+def _is_number(value: Any) -> bool:
+    """A number both stores can compare: a float, or an integer of at most 64 bits."""
+    return type(value) is float or (type(value) is int and -(2**63) <= value < 2**63)
 
 
 def _ms(moment: datetime) -> int:

@@ -4,6 +4,7 @@ page requests (the guarantee stated in ``fhir_server.service.paging``)."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -193,3 +194,15 @@ def test_a_cursor_of_another_search_or_forged_is_a_bad_request(ward) -> None:
     for forged in ("x", "e30", "eyJzIjoxfQ", "%00"):
         response = client.get(f"/Observation?_cursor={forged}")
         assert response.status_code == 400 and response.json()["issue"][0]["expression"] == ["_cursor"]
+
+
+def test_forged_positions_out_of_the_stores_range_are_bad_requests(client: TestClient) -> None:
+    def cursor(sort: str, position: str) -> str:
+        token = f'{{"s":0,"b":0,"o":"{sort}","a":{position}}}'.encode()
+        return base64.urlsafe_b64encode(token).decode()
+
+    for position in ("[9223372036854775808]", "[1.5]", "[null]", "[1e308,1]"):
+        assert client.get(f"/Patient?_cursor={cursor('', position)}").status_code == 400, position
+    for position in ("[9223372036854775808,1]", '["1980",1]', "[1,[1]]"):
+        response = client.get(f"/Patient?_sort=birthdate&_cursor={cursor('birthdate', position)}")
+        assert response.status_code == 400, position
