@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import tarfile
 import tempfile
 from pathlib import Path
 from typing import Any
 
-PACKAGE = "hl7.fhir.r4.examples@4.0.1"
+from scripts.r4_package import package_dir
+
 COMPARTMENTS = ("patient", "encounter", "relatedPerson", "practitioner", "device")
 OUTPUT = Path(__file__).resolve().parent.parent / "fhir_server" / "search" / "compartments_r4.json"
 
@@ -34,20 +33,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, default=OUTPUT)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as scratch:
-        args.output.write_bytes(dumps(build(_package_dir(args.source, Path(scratch)))))
-
-
-def _package_dir(source: Path | None, scratch: Path) -> Path:
-    if source is not None and source.is_dir():
-        return source
-    if source is None:
-        subprocess.run(["npm", "pack", PACKAGE, "--silent"], cwd=scratch, check=True, capture_output=True)
-        source = next(scratch.glob("*.tgz"))
-    names = {f"package/CompartmentDefinition-{c}.json" for c in COMPARTMENTS}
-    with tarfile.open(source) as archive:
-        wanted = [m for m in archive.getmembers() if m.name in names]
-        archive.extractall(scratch, members=wanted, filter="data")
-    return scratch / "package"
+        names = {f"CompartmentDefinition-{c}.json" for c in COMPARTMENTS}
+        args.output.write_bytes(dumps(build(package_dir(args.source, Path(scratch), names.__contains__))))
 
 
 def build(package_dir: Path) -> dict[str, dict[str, list[str]]]:

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import tarfile
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-PACKAGE = "hl7.fhir.r4.examples@4.0.1"
+from scripts.r4_package import VERSION, package_dir
+
 OUTPUT = Path(__file__).resolve().parent.parent / "fhir_server" / "resources" / "elements_r4.json"
 
 
@@ -35,25 +34,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, default=OUTPUT)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as scratch:
-        data = build(_package_dir(args.source, Path(scratch)))
+        data = build(package_dir(args.source, Path(scratch), lambda name: name.startswith("StructureDefinition-")))
     args.output.write_bytes(dumps(data))
     print(f"wrote {args.output}: {len(data['t'])} resource types")
 
 
 def dumps(data: Mapping[str, Any]) -> bytes:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False, sort_keys=True).encode() + b"\n"
-
-
-def _package_dir(source: Path | None, scratch: Path) -> Path:
-    if source is not None and source.is_dir():
-        return source
-    if source is None:
-        subprocess.run(["npm", "pack", PACKAGE, "--silent"], cwd=scratch, check=True, capture_output=True)
-        source = next(scratch.glob("*.tgz"))
-    with tarfile.open(source) as archive:
-        wanted = [m for m in archive.getmembers() if m.name.startswith("package/StructureDefinition-")]
-        archive.extractall(scratch, members=wanted, filter="data")
-    return scratch / "package"
 
 
 def build(package_dir: Path) -> dict[str, Any]:
@@ -72,7 +59,7 @@ def build(package_dir: Path) -> dict[str, Any]:
             "m": sorted(_name(e) for e in top if e.get("min", 0) >= 1),
             "x": sorted(_name(e)[:-3] for e in top if e["path"].endswith("[x]")),
         }
-    return {"v": PACKAGE.rsplit("@", 1)[1], "t": types}
+    return {"v": VERSION, "t": types}
 
 
 def _name(element: dict[str, Any]) -> str:
