@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import replace
 
@@ -21,11 +22,14 @@ def main() -> None:
 @click.option("--store", default=None, help="sqlite:///path/file.db or mongodb://... "
               "[default: $FHIR_STORE, $MONGODB_URI, or sqlite:///./data/fhir.db]")
 @click.option("--base-url", default=None, help="Public base URL for links (default: from each request).")
-def serve(host: str, port: int, store: str | None, base_url: str | None) -> None:
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Server processes (validation is CPU-bound: one per CPU for bulk ingest).")
+def serve(host: str, port: int, store: str | None, base_url: str | None, workers: int) -> None:
     """Serve the FHIR REST API."""
     import uvicorn
 
     from fhir_server.app import create_app
+    from fhir_server.storage.factory import open_storage
 
     settings = Settings.from_env()
     if store:
@@ -33,10 +37,21 @@ def serve(host: str, port: int, store: str | None, base_url: str | None) -> None
     if base_url:
         settings = replace(settings, base_url=base_url)
     try:
-        app = create_app(settings)
+        if workers > 1:
+            open_storage(settings).close()  # fail here, clearly, rather than in every worker
+        else:
+            app = create_app(settings)
     except (ValueError, RuntimeError) as error:
         raise click.ClickException(str(error)) from None
-    uvicorn.run(app, host=host, port=port, access_log=False, proxy_headers=False)
+    if workers == 1:
+        uvicorn.run(app, host=host, port=port, access_log=False, proxy_headers=False)
+        return
+    # worker processes build their own app from the environment: hand the options on through it
+    os.environ["FHIR_STORE"] = settings.store_url
+    if settings.base_url:
+        os.environ["FHIR_BASE_URL"] = settings.base_url
+    uvicorn.run("fhir_server.app:app_from_env", factory=True, workers=workers, host=host, port=port,
+                access_log=False, proxy_headers=False)
 
 
 def _identity(store: str | None):  # noqa: ANN202 - (Identity, close)

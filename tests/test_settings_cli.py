@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from click.testing import CliRunner
 
 from fhir_server.cli import main
@@ -41,11 +43,27 @@ def test_unknown_store_scheme_is_refused() -> None:
 def test_serve_help_lists_the_documented_options() -> None:
     result = CliRunner().invoke(main, ["serve", "--help"])
     assert result.exit_code == 0
-    for option in ("--host", "--port", "--store", "--base-url"):
+    for option in ("--host", "--port", "--store", "--base-url", "--workers"):
         assert option in result.output
 
 
 def test_serve_refuses_a_bad_store_url_with_a_clear_message() -> None:
-    result = CliRunner().invoke(main, ["serve", "--store", "postgres://x/y"])
-    assert result.exit_code != 0
-    assert "unsupported store URL" in result.output
+    for extra in ([], ["--workers", "2"]):
+        result = CliRunner().invoke(main, ["serve", "--store", "postgres://x/y", *extra])
+        assert result.exit_code != 0
+        assert "unsupported store URL" in result.output
+
+
+def test_serve_with_several_workers_hands_the_store_to_them_through_the_environment(
+        tmp_path, monkeypatch) -> None:  # noqa: ANN001 - pytest fixtures
+    import uvicorn
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append((app, options)))
+    monkeypatch.setenv("FHIR_STORE", "sqlite:///replaced-by-the-command.db")  # restored after the test
+    store = f"sqlite:///{tmp_path}/w.db"
+    result = CliRunner().invoke(main, ["serve", "--store", store, "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    assert calls == [("fhir_server.app:app_from_env", {"factory": True, "workers": 2, "host": "127.0.0.1",
+                                                       "port": 8080, "access_log": False, "proxy_headers": False})]
+    assert os.environ["FHIR_STORE"] == store
