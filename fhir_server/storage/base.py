@@ -97,6 +97,33 @@ class SearchPage:
     changed: list[ChangedMatch]
 
 
+MAX_INCLUDE_ROUNDS = 4  # _include:iterate follows at most this many levels
+
+
+def gather_includes(matches: Sequence[StoredResource], includes: Sequence[Include],
+                    include_one: Callable[[list[StoredResource], Include], list[StoredResource]]
+                    ) -> list[StoredResource]:
+    """``Storage.includes`` for any backend: rounds of ``include_one`` (the resources one include
+    adds to a frontier), the iterating includes following what the previous round added."""
+    seen = {(m.resource_type, m.id) for m in matches}
+    found: list[StoredResource] = []
+    frontier = list(matches)
+    for round_ in range(MAX_INCLUDE_ROUNDS):
+        active = [inc for inc in includes if round_ == 0 or inc.iterate]
+        if not active or not frontier:
+            break
+        added: list[StoredResource] = []
+        for inc in active:
+            for stored in include_one(frontier, inc):
+                key = (stored.resource_type, stored.id)
+                if key not in seen:
+                    seen.add(key)
+                    added.append(stored)
+        found += added
+        frontier = added
+    return found
+
+
 def history_key(resource_type: str, id: str, version: int) -> str:
     """Tie-breaker for history entries with the same timestamp, ordered as (type, id, version)."""
     return f"{resource_type}/{id}/{version}"

@@ -34,6 +34,7 @@ from fhir_server.storage.base import (
     ResourceWrite,
     SearchPage,
     StoredResource,
+    gather_includes,
     history_key,
 )
 from fhir_server.storage.mongo_search import (
@@ -43,17 +44,16 @@ from fhir_server.storage.mongo_search import (
     Compiler,
     Fetch,
     Filter,
-    created_before,
     creation_key,
     index_fields,
     keyset_match,
+    later_than,
     revinclude_filter,
     sort_stages,
 )
 
 T = TypeVar("T")
 
-_MAX_INCLUDE_ROUNDS = 4
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 OPEN_END = datetime(9999, 12, 31)  # ``end`` of a history entry that is still the current version
 HISTORY_ORDER = [("hk", -1)]
@@ -118,7 +118,7 @@ def members_filter(query: Filter, plan: SearchPlan) -> Filter:
         return query
     if plan.sort:
         return {**query, "lu": {"$lte": naive_utc(snapshot.stable)}}
-    return {**query, "ck": {"$lt": created_before(_ms(snapshot.began))}}
+    return {**query, "ck": {"$lt": later_than(_ms(snapshot.began))}}
 
 
 def changed_filter(query: Filter, plan: SearchPlan) -> Filter:
@@ -126,7 +126,7 @@ def changed_filter(query: Filter, plan: SearchPlan) -> Filter:
     (that condition leads: few resources are that recent), created at or before ``snapshot.began``."""
     assert plan.snapshot is not None
     return {"lu": {"$gt": naive_utc(plan.snapshot.stable)}, **query,
-            "ck": {"$lt": created_before(_ms(plan.snapshot.began))}}
+            "ck": {"$lt": later_than(_ms(plan.snapshot.began))}}
 
 
 def _position_value(key: SortKey, value: Any) -> Any:
@@ -281,32 +281,16 @@ class MongoStorage:
         changed = []
         for doc in docs:
             instance = {"type": doc["type"], "id": doc["id"]}
-            at = self._db.history.find_one({**instance, "hk": {"$lt": created_before(stable_ms)}}, RESOURCE_FIELDS,
+            at = self._db.history.find_one({**instance, "hk": {"$lt": later_than(stable_ms)}}, RESOURCE_FIELDS,
                                            sort=[("hk", -1)])
-            after = self._db.history.find_one({**instance, "hk": {"$gte": created_before(stable_ms)}}, RESOURCE_FIELDS,
+            after = self._db.history.find_one({**instance, "hk": {"$gte": later_than(stable_ms)}}, RESOURCE_FIELDS,
                                               sort=[("hk", 1)])
             changed.append(ChangedMatch(_to_stored(doc), (doc["ck"],), _to_stored(at) if at else None,
                                         _to_stored(after) if after else None))
         return changed
 
     def includes(self, matches: Sequence[StoredResource], includes: Sequence[Include]) -> list[StoredResource]:
-        seen = {(m.resource_type, m.id) for m in matches}
-        found: list[StoredResource] = []
-        frontier = list(matches)
-        for round_ in range(_MAX_INCLUDE_ROUNDS):
-            active = [inc for inc in includes if round_ == 0 or inc.iterate]
-            if not active or not frontier:
-                break
-            added: list[StoredResource] = []
-            for inc in active:
-                for stored in self._include_one(frontier, inc):
-                    key = (stored.resource_type, stored.id)
-                    if key not in seen:
-                        seen.add(key)
-                        added.append(stored)
-            found += added
-            frontier = added
-        return found
+        return gather_includes(matches, includes, self._include_one)
 
     def _include_one(self, frontier: list[StoredResource], inc: Include) -> list[StoredResource]:
         if inc.source_type == "*" and not inc.reverse:  # _include=*: every reference of every source

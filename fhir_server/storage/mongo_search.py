@@ -399,8 +399,9 @@ def creation_key(moment_ms: int, key: str) -> str:
     return f"{moment_ms:015d} {key}"
 
 
-def created_before(moment_ms: int) -> str:
-    """The smallest creation key of a resource created after ``moment_ms``."""
+def later_than(moment_ms: int) -> str:
+    """The smallest creation key (``ck``) or history key (``hk``) of a moment after ``moment_ms``:
+    both start with the moment in fixed-width milliseconds."""
     return f"{moment_ms + 1:015d}"
 
 

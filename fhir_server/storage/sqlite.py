@@ -39,6 +39,7 @@ from fhir_server.storage.base import (
     ResourceWrite,
     SearchPage,
     StoredResource,
+    gather_includes,
     history_key,
 )
 from fhir_server.storage.sqlite_schema import INDEX_TABLES, ParamKeys, create_schema
@@ -47,7 +48,6 @@ from fhir_server.storage.sqlite_search import ID, Body, Compiler, Fragment, keys
 T = TypeVar("T")
 
 _RESOURCE_COLUMNS = "type, id, version, last_updated, deleted, body"
-_MAX_INCLUDE_ROUNDS = 4
 _MAX_GROUP = 256  # works per group commit
 
 
@@ -473,23 +473,7 @@ class SqliteStorage:
 
     def includes(self, matches: Sequence[StoredResource], includes: Sequence[Include]) -> list[StoredResource]:
         conn = self._reader()
-        seen = {(m.resource_type, m.id) for m in matches}
-        found: list[StoredResource] = []
-        frontier = list(matches)
-        for round_ in range(_MAX_INCLUDE_ROUNDS):
-            active = [inc for inc in includes if round_ == 0 or inc.iterate]
-            if not active or not frontier:
-                break
-            added: list[StoredResource] = []
-            for inc in active:
-                for stored in self._include_one(conn, frontier, inc):
-                    key = (stored.resource_type, stored.id)
-                    if key not in seen:
-                        seen.add(key)
-                        added.append(stored)
-            found += added
-            frontier = added
-        return found
+        return gather_includes(matches, includes, lambda frontier, inc: self._include_one(conn, frontier, inc))
 
     def _include_one(self, conn: sqlite3.Connection, frontier: list[StoredResource],
                      inc: Include) -> list[StoredResource]:
