@@ -10,7 +10,6 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from operator import attrgetter, itemgetter
 from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
@@ -150,7 +149,7 @@ class _WriteBatch:
                 conn.executemany(_INSERT[table], rows)
 
 
-_PKEY = itemgetter(1)
+_PKEY = itemgetter(2)  # rows are (pk, seq, pkey, grp, ...)
 _LAYOUT: dict[type, tuple[str, Callable[[Any], tuple]]] = {
     StringValue: ("idx_string", attrgetter("normalized", "exact")),
     TokenValue: ("idx_token", attrgetter("system", "code", "text")),

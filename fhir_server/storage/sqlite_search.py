@@ -1,14 +1,25 @@
 """Compiles a SearchPlan into SQL over the index tables of ``sqlite_schema``.
 
-One predicate builder per parameter type. Every criterion becomes ``<alias>.pk IN (subquery)`` on
-an index table whose ``(pkey, value)`` B-tree serves it, so searches are index lookups, not scans.
+One predicate builder per parameter type. Every criterion has two forms:
+
+- a *source*: the pks of the resources it matches, read from one index (``Source``);
+- a *probe*: a condition on one candidate's pk, answered from that resource's own index rows (the
+  tables are clustered by ``(pk, seq)``), so its cost does not grow with the store.
+
+A search drives from the most selective source (``select``) and probes every other criterion. When
+the driver is a single equality on an index (``code=system|x``, ``subject=Patient/1``) its rows come
+in pk order, so an unsorted page reads only as many index entries as it returns. Nothing reads the
+wide ``resource`` rows except to return a page: the candidates' type, deletion and last update come
+from the covering ``resource_state`` index.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from fhir_server.search.normalize import normalize_text
 from fhir_server.search.plan import (
     AnyCriterion,
     ChainCriterion,
@@ -38,225 +49,381 @@ TABLE_BY_TYPE = {
     "uri": "idx_uri",
 }
 
+STATE = "resource s INDEXED BY resource_state"
+"""The candidates' type, deletion and last update, read from the covering index, never the rows."""
+
+ESTIMATE_CAP = 1000
+"""Sources are compared by their size counted up to this many rows."""
+
+SMALL_ENOUGH = 100
+"""A driver of at most this many rows is kept without counting the other sources: probing that
+many candidates costs no more than counting would."""
+
+ID = "_id"
+"""Served by ``resource (type, id)``: the store keeps no index rows for it (see ``_index_rows``)."""
+
 _PREFIX_END = "\U0010ffff"
+
+Fragment = tuple[str, list[Any]]
+KeyLookup = Callable[[Sequence[str]], list[int]]
+"""``"<ResourceType>.<param>"`` names to their integer ``pkey`` (see ``sqlite_schema.ParamKeys``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """The pks a criterion matches: rows of ``table`` (alias ``alias``) meeting ``where``, or, when
+    ``table`` is None, the rows of the SELECT ``where`` (one ``pk`` column)."""
+
+    where: str
+    params: list[Any]
+    table: str | None = None
+    alias: str = ""
+    ordered: bool = False  # the rows come from one index run, in ascending pk order
+    unique: bool = False  # no pk comes twice (see ``_index_rows``: one row per resource and key)
+    inner: Source | None = None  # what a chain or ``_has`` source reads first (to estimate it cheaply)
+    scans: bool = False  # a chain or ``_has`` whose inner criterion cannot drive: never run to estimate
+
+    def select(self) -> Fragment:
+        if self.table is None:
+            return self.where, self.params
+        return f"SELECT {self.alias}.pk FROM {self.table} {self.alias} WHERE {self.where}", self.params
+
+    @property
+    def preference(self) -> int:
+        """Among sources of equal size: streaming ones first, subqueries last."""
+        return 0 if self.ordered and self.unique else 1 if self.ordered else 2 if self.table else 3
+
+
+@dataclass(slots=True)
+class Body:
+    """``FROM ... WHERE ...`` of the candidates of a search, whose pk is the expression ``pk``."""
+
+    pk: str
+    from_: str
+    from_params: list[Any] = field(default_factory=list)
+    where: list[str] = field(default_factory=list)
+    params: list[Any] = field(default_factory=list)
+    distinct: bool = False  # a pk may come more than once
+
+    def add(self, fragment: Fragment) -> None:
+        self.where.append(fragment[0])
+        self.params += fragment[1]
+
+    def sql(self, columns: str) -> Fragment:
+        distinct = "DISTINCT " if self.distinct else ""
+        where = f" WHERE {' AND '.join(self.where)}" if self.where else ""
+        return f"SELECT {distinct}{columns} FROM {self.from_}{where}", [*self.from_params, *self.params]
 
 
 class Compiler:
-    """Accumulates SQL parameters while building one statement."""
+    """Builds the sources, probes and sort values of one statement (aliases are unique within it)."""
 
-    def __init__(self) -> None:
-        self.params: list[Any] = []
+    def __init__(self, keys: KeyLookup) -> None:
+        self._keys = keys
         self._alias_counter = 0
 
     def _alias(self, stem: str) -> str:
         self._alias_counter += 1
         return f"{stem}{self._alias_counter}"
 
-    def _in(self, values: Sequence[Any]) -> str:
-        self.params.extend(values)
-        return "(" + ",".join("?" * len(values)) + ")"
+    def _pkeys(self, names: Sequence[str]) -> Fragment:
+        keys = self._keys(names)
+        return "(" + ",".join("?" * len(keys)) + ")", keys
 
-    def _pkeys(self, types: Sequence[str], param: str) -> str:
-        return self._in([f"{t}.{param}" for t in types])
+    def _param_keys(self, types: Sequence[str], param: str) -> Fragment:
+        return self._pkeys([f"{t}.{param}" for t in types])
 
-    def criteria(self, criteria: Sequence[AnyCriterion], types: Sequence[str], alias: str) -> list[str]:
-        return [self.criterion(c, types, alias) for c in criteria]
+    # --- choosing the driver ---------------------------------------------------------------------
 
-    def criterion(self, c: AnyCriterion, types: Sequence[str], alias: str) -> str:
+    def select(self, types: Sequence[str], criteria: Sequence[AnyCriterion],
+               count: Callable[[Fragment], int], state: Fragment | None = None) -> Body:
+        """The candidates: resources of ``types`` matching every criterion, and ``state`` (a
+        condition on alias ``s``, the candidate's ``resource_state`` entry) when given. The driver
+        is the source with the fewest rows (``count`` runs a SELECT and counts its rows); every
+        other criterion is probed."""
+        sources = [(c, source) for c in criteria if (source := self.source(c, types)) is not None]
+        if not sources:
+            body = Body("s.pk", STATE)
+            type_in = ",".join("?" * len(types))
+            body.add((f"s.type IN ({type_in}) AND s.deleted = 0", list(types)))
+        else:
+            driver, source = _smallest(sources, count)
+            criteria = [c for c in criteria if c is not driver]
+            body = self._drive(source, state is not None)
+        if state is not None:
+            body.add(state)
+        for c in criteria:
+            body.add(self.probe(c, types, body.pk))
+        return body
+
+    def recent(self, types: Sequence[str], criteria: Sequence[AnyCriterion], since: int,
+               state: Fragment | None) -> Body:
+        """The candidates written after ``since`` (few by construction): the resources of ``types``
+        updated since then, each probed for every criterion."""
+        body = Body("s.pk", "resource s INDEXED BY resource_type_updated")
+        type_in = ",".join("?" * len(types))
+        body.add((f"s.type IN ({type_in}) AND s.last_updated > ? AND s.deleted = 0", [*types, since]))
+        if state is not None:
+            body.add(state)
+        for c in criteria:
+            body.add(self.probe(c, types, body.pk))
+        return body
+
+    def _drive(self, source: Source, with_state: bool) -> Body:
+        if source.table is not None:
+            alias, from_, from_params = source.alias, f"{source.table} {source.alias}", []
+        else:
+            alias = self._alias("d")
+            from_, from_params = f"({source.where}) {alias}", source.params
+        if with_state:
+            from_ += f" CROSS JOIN {STATE} ON s.pk = {alias}.pk"
+        body = Body(f"{alias}.pk", from_, from_params, distinct=not source.unique)
+        if source.table is not None:
+            body.add((source.where, source.params))
+        return body
+
+    # --- sources -----------------------------------------------------------------------------------
+
+    def source(self, c: AnyCriterion, types: Sequence[str]) -> Source | None:
+        """The rows that can drive a search for ``c``; None when it cannot drive (``:not``,
+        ``:missing=true``: they match by the absence of rows)."""
         if isinstance(c, ChainCriterion):
-            return self._chain(c, types, alias)
+            return self._chain_source(c, types)
         if isinstance(c, HasCriterion):
-            return self._has(c, types, alias)
+            return self._has_source(c, types)
         if isinstance(c, CompartmentCriterion):
-            return self._compartment(c, alias)
-        return self._plain(c, types, alias)
-
-    def _compartment(self, c: CompartmentCriterion, alias: str) -> str:
-        pkeys = self._in(c.pkeys)
-        self.params.extend([c.compartment_id, c.compartment_type])
-        return f"{alias}.pk IN (SELECT pk FROM idx_reference WHERE pkey IN {pkeys} AND target_id = ? AND target_type = ?)"
-
-    def _plain(self, c: Criterion, types: Sequence[str], alias: str) -> str:
+            d = self._alias("d")
+            pkeys, keys = self._pkeys(c.pkeys)
+            return Source(f"{d}.pkey IN {pkeys} AND {d}.target_id = ? AND {d}.target_type = ? AND {d}.grp IS NULL",
+                          [*keys, c.compartment_id, c.compartment_type], "idx_reference", d, len(keys) == 1)
+        if c.negate:
+            return None
+        if c.param == ID:
+            return self._id_source(c, types)
         missing = [m for m in c.matches if isinstance(m, MissingMatch)]
-        if missing:
-            is_missing = missing[0].missing != c.negate
-            return f"{alias}.pk {'NOT IN' if is_missing else 'IN'} ({self._present(c, types)})"
         if c.param_type == "composite":
-            return self._composite(c, types, alias)
+            return None if missing else self._composite_source(c, types)
+        d = self._alias("d")
         table = TABLE_BY_TYPE[c.param_type]
-        t = self._alias("t")
-        pkeys = self._pkeys(types, c.param)
-        ors = " OR ".join(self.match(m, c.param_type, t) for m in c.matches)
-        sub = f"SELECT {t}.pk FROM {table} {t} WHERE {t}.pkey IN {pkeys} AND ({ors})"
-        return f"{alias}.pk {'NOT IN' if c.negate else 'IN'} ({sub})"
+        pkeys, keys = self._param_keys(types, c.param)
+        if missing:
+            if missing[0].missing:
+                return None
+            return Source(f"{d}.pkey IN {pkeys}{_plain(table, d)}", keys, table, d)
+        ors, params = self._ors(c, d)
+        single = len(keys) == 1 and len(c.matches) == 1
+        return Source(f"{d}.pkey IN {pkeys}{_plain(table, d)} AND ({ors})", [*keys, *params], table, d,
+                      single and _in_pk_order(c.matches[0]), single and _one_per_resource(c.matches[0]))
 
-    def _present(self, c: Criterion, types: Sequence[str]) -> str:
-        """The resources with a value for ``c.param``; a composite's first part may sit in any table."""
-        if c.param_type != "composite":
-            return f"SELECT pk FROM {TABLE_BY_TYPE[c.param_type]} WHERE pkey IN {self._pkeys(types, c.param)}"
-        return " UNION ".join(f"SELECT pk FROM {table} WHERE pkey IN {self._pkeys(types, c.param + '$0')}"
-                              for table in dict.fromkeys(TABLE_BY_TYPE.values()))
+    def _id_source(self, c: Criterion, types: Sequence[str]) -> Source | None:
+        if any(isinstance(m, MissingMatch) for m in c.matches):
+            return None
+        d, ids = self._alias("d"), _ids(c)
+        type_in, id_in = ",".join("?" * len(types)), ",".join("?" * len(ids))
+        single = len(types) == 1 and len(ids) == 1
+        return Source(f"{d}.type IN ({type_in}) AND {d}.id IN ({id_in}) AND {d}.deleted = 0", [*types, *ids],
+                      "resource", d, single, True)
 
-    def _composite(self, c: Criterion, types: Sequence[str], alias: str) -> str:
-        alternatives = []
+    def _composite_source(self, c: Criterion, types: Sequence[str]) -> Source:
+        alternatives, params = [], []
         for m in c.matches:
             assert isinstance(m, CompositeMatch)
-            tables = [TABLE_BY_TYPE[pt] for pt in m.part_types]
-            aliases = [self._alias("c") for _ in tables]
-            joins = [f"{tables[0]} {aliases[0]}"]
-            for i in range(1, len(tables)):
-                joins.append(
-                    f"JOIN {tables[i]} {aliases[i]} ON {aliases[i]}.pk = {aliases[0]}.pk "
-                    f"AND {aliases[i]}.grp = {aliases[0]}.grp"
-                )
-            conds = []
-            for i, (part, part_type) in enumerate(zip(m.parts, m.part_types, strict=True)):
-                conds.append(f"{aliases[i]}.pkey IN {self._pkeys(types, f'{c.param}${i}')}")
-                conds.append(f"({self.match(part, part_type, aliases[i])})")
-            alternatives.append(f"SELECT {aliases[0]}.pk FROM {' '.join(joins)} WHERE {' AND '.join(conds)}")
-        sub = " UNION ".join(alternatives)
-        return f"{alias}.pk {'NOT IN' if c.negate else 'IN'} ({sub})"
+            sql, alternative_params = self._composite_join(c.param, m, types, None)
+            alternatives.append(sql)
+            params += alternative_params
+        return Source(" UNION ALL ".join(alternatives), params)
 
-    def _chain(self, c: ChainCriterion, types: Sequence[str], alias: str) -> str:
-        x, target = self._alias("x"), self._alias("r")
-        pkeys = self._pkeys(types, c.param)
-        self.params.append(c.target_type)
-        inner = self.criterion(c.inner, (c.target_type,), target)
-        return (
-            f"{alias}.pk IN (SELECT {x}.pk FROM idx_reference {x} JOIN resource {target} "
-            f"ON {target}.type = {x}.target_type AND {target}.id = {x}.target_id "
-            f"WHERE {x}.pkey IN {pkeys} AND {x}.target_type = ? AND {target}.deleted = 0 AND {inner})"
-        )
+    def _composite_join(self, param: str, m: CompositeMatch, types: Sequence[str], pk: str | None) -> Fragment:
+        """Parts from the same element: rows of the part tables sharing pk and ``grp``. With ``pk``,
+        only that resource's rows (a probe); else driven by the first part's index."""
+        tables = [TABLE_BY_TYPE[pt] for pt in m.part_types]
+        aliases = [self._alias("c") for _ in tables]
+        joins = [f"{tables[0]} {aliases[0]}"]
+        for table, alias in zip(tables[1:], aliases[1:], strict=True):
+            joins.append(f"CROSS JOIN {table} {alias} ON {alias}.pk = {aliases[0]}.pk AND {alias}.grp = {aliases[0]}.grp")
+        conds, params = [], []
+        if pk is not None:
+            conds.append(f"{aliases[0]}.pk = {pk}")
+        for i, (part, part_type, alias) in enumerate(zip(m.parts, m.part_types, aliases, strict=True)):
+            pkeys, keys = self._param_keys(types, f"{param}${i}")
+            unary = "+" if i > 0 or pk is not None else ""
+            match_sql, match_params = self.match(part, part_type, alias)
+            conds.append(f"{unary}{alias}.pkey IN {pkeys} AND ({match_sql})")
+            params += [*keys, *match_params]
+        return f"SELECT {aliases[0]}.pk FROM {' '.join(joins)} WHERE {' AND '.join(conds)}", params
 
-    def _has(self, c: HasCriterion, types: Sequence[str], alias: str) -> str:
-        x, source = self._alias("x"), self._alias("r")
-        self.params.append(f"{c.source_type}.{c.source_param}")
-        target_types = self._in(list(types))
-        inner = self.criterion(c.inner, (c.source_type,), source)
-        return (
-            f"{alias}.id IN (SELECT {x}.target_id FROM idx_reference {x} JOIN resource {source} "
-            f"ON {source}.pk = {x}.pk WHERE {x}.pkey = ? AND {x}.target_type IN {target_types} "
-            f"AND {source}.deleted = 0 AND {inner})"
-        )
+    def _chain_source(self, c: ChainCriterion, types: Sequence[str]) -> Source:
+        x = self._alias("x")
+        pkeys, keys = self._param_keys(types, c.param)
+        t = self._alias("t")
+        inner = self.source(c.inner, (c.target_type,))
+        if inner is not None:
+            select, params = inner.select()
+            targets = f"SELECT {t}.id FROM resource {t} WHERE {t}.pk IN ({select})"
+        else:
+            probe, probe_params = self.probe(c.inner, (c.target_type,), f"{t}.pk")
+            targets = f"SELECT {t}.id FROM resource {t} WHERE {t}.type = ? AND {t}.deleted = 0 AND {probe}"
+            params = [c.target_type, *probe_params]
+        return Source(f"SELECT {x}.pk FROM idx_reference {x} WHERE {x}.pkey IN {pkeys} AND {x}.grp IS NULL "
+                      f"AND {x}.target_type = ? AND {x}.target_id IN ({targets})", [*keys, c.target_type, *params], inner=inner,
+                      scans=inner is None)
 
-    def match(self, m: Match, param_type: str, t: str) -> str:
+    def _has_source(self, c: HasCriterion, types: Sequence[str]) -> Source:
+        t, x = self._alias("t"), self._alias("x")
+        key = self._keys([f"{c.source_type}.{c.source_param}"])[0]
+        type_in = ",".join("?" * len(types))
+        source = self.source(c.inner, (c.source_type,))
+        if source is not None:  # the sources' own rows (primary key), not every reference of the parameter
+            select, inner_params = source.select()
+            references = f"{x}.pk IN ({select}) AND +{x}.pkey = ?"
+        else:
+            inner, inner_params = self.probe(c.inner, (c.source_type,), f"{x}.pk")
+            references = f"{inner} AND {x}.pkey = ?"
+        return Source(f"SELECT {t}.pk FROM resource {t} WHERE ({t}.type, {t}.id) IN (SELECT {x}.target_type, "
+                      f"{x}.target_id FROM idx_reference {x} WHERE {references} AND {x}.grp IS NULL "
+                      f"AND {x}.target_type IN ({type_in})) AND {t}.deleted = 0", [*inner_params, key, *types],
+                      inner=source, scans=source is None)
+
+    # --- probes --------------------------------------------------------------------------------------
+
+    def probe(self, c: AnyCriterion, types: Sequence[str], pk: str) -> Fragment:
+        """Whether the resource whose pk is the SQL expression ``pk`` matches ``c``."""
+        if isinstance(c, ChainCriterion):
+            x, t = self._alias("x"), self._alias("t")
+            pkeys, keys = self._param_keys(types, c.param)
+            inner, inner_params = self.probe(c.inner, (c.target_type,), f"{t}.pk")
+            return (f"EXISTS (SELECT 1 FROM idx_reference {x} CROSS JOIN resource {t} ON {t}.type = {x}.target_type "
+                    f"AND {t}.id = {x}.target_id WHERE {x}.pk = {pk} AND +{x}.pkey IN {pkeys} "
+                    f"AND {x}.target_type = ? AND {t}.deleted = 0 AND {inner})", [*keys, c.target_type, *inner_params])
+        if isinstance(c, HasCriterion):
+            t, x = self._alias("t"), self._alias("x")
+            key = self._keys([f"{c.source_type}.{c.source_param}"])[0]
+            inner, inner_params = self.probe(c.inner, (c.source_type,), f"{x}.pk")
+            return (f"EXISTS (SELECT 1 FROM resource {t} CROSS JOIN idx_reference {x} WHERE {t}.pk = {pk} "
+                    f"AND {x}.pkey = ? AND {x}.grp IS NULL AND {x}.target_id = {t}.id AND {x}.target_type = {t}.type "
+                    f"AND {inner})",
+                    [key, *inner_params])
+        if isinstance(c, CompartmentCriterion):
+            p = self._alias("p")
+            pkeys, keys = self._pkeys(c.pkeys)
+            return (f"EXISTS (SELECT 1 FROM idx_reference {p} WHERE {p}.pk = {pk} AND +{p}.pkey IN {pkeys} "
+                    f"AND {p}.target_id = ? AND {p}.target_type = ?)", [*keys, c.compartment_id, c.compartment_type])
+        if c.param == ID:
+            missing = [m for m in c.matches if isinstance(m, MissingMatch)]
+            if missing:
+                return ("0" if missing[0].missing != c.negate else "1"), []
+            p, ids = self._alias("p"), _ids(c)
+            return (f"{'NOT ' if c.negate else ''}EXISTS (SELECT 1 FROM resource {p} WHERE {p}.pk = {pk} "
+                    f"AND {p}.id IN ({','.join('?' * len(ids))}))", ids)
+        missing = [m for m in c.matches if isinstance(m, MissingMatch)]
+        if missing:
+            present, params = self._present(c, types, pk)
+            return f"{'NOT ' if missing[0].missing != c.negate else ''}({present})", params
+        if c.param_type == "composite":
+            alternatives, params = [], []
+            for m in c.matches:
+                assert isinstance(m, CompositeMatch)
+                sql, alternative_params = self._composite_join(c.param, m, types, pk)
+                alternatives.append(f"EXISTS ({sql})")
+                params += alternative_params
+            return f"{'NOT ' if c.negate else ''}({' OR '.join(alternatives)})", params
+        p = self._alias("p")
+        table = TABLE_BY_TYPE[c.param_type]
+        pkeys, keys = self._param_keys(types, c.param)
+        rows = f"SELECT 1 FROM {table} {p} WHERE {p}.pk = {pk} AND +{p}.pkey IN {pkeys}"
+        ors, params = self._ors(c, p)
+        return f"{'NOT ' if c.negate else ''}EXISTS ({rows} AND ({ors}))", [*keys, *params]
+
+    def _present(self, c: Criterion, types: Sequence[str], pk: str) -> Fragment:
+        """Whether the resource has a value for ``c.param``; a composite's first part may sit in
+        any table."""
+        if c.param_type != "composite":
+            tables, param = [TABLE_BY_TYPE[c.param_type]], c.param
+        else:
+            tables, param = list(dict.fromkeys(TABLE_BY_TYPE.values())), f"{c.param}$0"
+        sqls, params = [], []
+        for table in tables:
+            p = self._alias("p")
+            pkeys, keys = self._param_keys(types, param)
+            sqls.append(f"EXISTS (SELECT 1 FROM {table} {p} WHERE {p}.pk = {pk} AND +{p}.pkey IN {pkeys})")
+            params += keys
+        return " OR ".join(sqls), params
+
+    def _ors(self, c: Criterion, t: str) -> Fragment:
+        sqls, params = [], []
+        for m in c.matches:
+            sql, match_params = self.match(m, c.param_type, t)
+            sqls.append(f"({sql})")
+            params += match_params
+        return " OR ".join(sqls), params
+
+    # --- one value ---------------------------------------------------------------------------------
+
+    def match(self, m: Match, param_type: str, t: str) -> Fragment:
         if isinstance(m, TokenMatch):
-            conds = []
+            conds, params = [], []
             if m.match_code:
                 conds.append(f"{t}.code = ?")
-                self.params.append(m.code)
+                params.append(m.code)
             if m.match_system:
                 if m.system is None:
                     conds.append(f"{t}.system IS NULL")
                 else:
                     conds.append(f"{t}.system = ?")
-                    self.params.append(m.system)
-            return " AND ".join(conds) or "1"
+                    params.append(m.system)
+            return " AND ".join(conds) or "1", params
         if isinstance(m, TokenTextMatch):
-            return self._prefix(f"{t}.text", m.text)
+            return _prefix(f"{t}.text", m.text)
         if isinstance(m, StringMatch):
             if m.mode == "exact":
-                self.params.append(m.value)
-                return f"{t}.exact = ?"
+                return f"{t}.norm = ? AND {t}.exact = ?", [normalize_text(m.value), m.value]
             if m.mode == "contains":
                 escaped = m.value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-                self.params.append(f"%{escaped}%")
-                return f"{t}.norm LIKE ? ESCAPE '\\'"
-            return self._prefix(f"{t}.norm", m.value)
+                return f"{t}.norm LIKE ? ESCAPE '\\'", [f"%{escaped}%"]
+            return _prefix(f"{t}.norm", m.value)
         if isinstance(m, ReferenceMatch):
             if m.url is not None:
-                self.params.append(m.url)
-                return f"{t}.url = ?"
-            conds = [f"{t}.target_id = ?"]
-            self.params.append(m.target_id)
+                return f"{t}.url = ?", [m.url]
+            conds, params = [f"{t}.target_id = ?"], [m.target_id]
             if m.target_type is not None:
                 conds.append(f"{t}.target_type = ?")
-                self.params.append(m.target_type)
+                params.append(m.target_type)
             if m.local_base is None:
                 conds.append(f"{t}.url IS NULL")
             else:
                 conds.append(f"({t}.url IS NULL OR ({t}.url >= ? AND {t}.url < ?))")
-                self.params.extend([m.local_base, m.local_base + _PREFIX_END])
-            return " AND ".join(conds)
+                params += [m.local_base, m.local_base + _PREFIX_END]
+            return " AND ".join(conds), params
         if isinstance(m, UriMatch):
             if m.mode == "below":
-                self.params.extend([m.uri, m.uri.rstrip("/") + "/", m.uri.rstrip("/") + "/" + _PREFIX_END])
-                return f"({t}.uri = ? OR ({t}.uri >= ? AND {t}.uri < ?))"
+                return (f"({t}.uri = ? OR ({t}.uri >= ? AND {t}.uri < ?))",
+                        [m.uri, m.uri.rstrip("/") + "/", m.uri.rstrip("/") + "/" + _PREFIX_END])
             if m.mode == "above":
-                self.params.append(m.uri)
-                return f"(substr(?1, 1, length({t}.uri)) = {t}.uri)".replace("?1", "?")
-            self.params.append(m.uri)
-            return f"{t}.uri = ?"
+                return f"substr(?, 1, length({t}.uri)) = {t}.uri", [m.uri]
+            return f"{t}.uri = ?", [m.uri]
         if isinstance(m, RangeMatch):
             if param_type == "date":
-                return self._date_range(m, t)
-            cond = self._point_range(m, t)
+                return _date_range(m, t)
+            sql, params = _point_range(m, t)
             if param_type == "quantity":
                 if m.code is not None:
-                    cond += f" AND {t}.code = ?"
-                    self.params.append(m.code)
+                    sql += f" AND {t}.code = ?"
+                    params.append(m.code)
                 if m.system is not None:
-                    cond += f" AND {t}.system = ?"
-                    self.params.append(m.system)
-            return cond
+                    sql += f" AND {t}.system = ?"
+                    params.append(m.system)
+            return sql, params
         raise TypeError(f"no SQL for {type(m).__name__}")
 
-    def _prefix(self, column: str, value: str) -> str:
-        self.params.extend([value, value + _PREFIX_END])
-        return f"({column} >= ? AND {column} < ?)"
+    # --- sort ----------------------------------------------------------------------------------------
 
-    def _date_range(self, m: RangeMatch, t: str) -> str:
-        """Stored ``[low, high)`` against the search value's ``[low, high)`` (search.html prefixes)."""
-        lo, hi = f"{t}.low", f"{t}.high"
-        p = m.prefix
-        if p is Prefix.EQ:
-            self.params.extend([m.low, m.high])
-            return f"({lo} >= ? AND {hi} <= ?)"
-        if p is Prefix.NE:
-            self.params.extend([m.low, m.high])
-            return f"NOT ({lo} >= ? AND {hi} <= ?)"
-        if p is Prefix.GT:
-            self.params.append(m.high)
-            return f"{hi} > ?"
-        if p is Prefix.LT:
-            self.params.append(m.low)
-            return f"{lo} < ?"
-        if p is Prefix.GE:  # GT, or contained in the search range
-            self.params.extend([m.high, m.low])
-            return f"({hi} > ? OR {lo} >= ?)"
-        if p is Prefix.LE:  # LT, or contained in the search range
-            self.params.extend([m.low, m.high])
-            return f"({lo} < ? OR {hi} <= ?)"
-        if p is Prefix.SA:
-            self.params.append(m.high)
-            return f"{lo} >= ?"
-        if p is Prefix.EB:
-            self.params.append(m.low)
-            return f"{hi} <= ?"
-        self.params.extend([m.high, m.low])  # AP: overlaps the (already widened) search range
-        return f"({lo} < ? AND {hi} > ?)"
-
-    def _point_range(self, m: RangeMatch, t: str) -> str:
-        """A stored number against the search value: ``eq`` within its precision range, the
-        comparisons against the value itself (the middle of that range)."""
-        v = f"{t}.value"
-        exact = (m.low + m.high) / 2
-        p = m.prefix
-        if p in (Prefix.EQ, Prefix.AP):
-            self.params.extend([m.low, m.high])
-            return f"({v} >= ? AND {v} < ?)"
-        if p is Prefix.NE:
-            self.params.extend([m.low, m.high])
-            return f"NOT ({v} >= ? AND {v} < ?)"
-        op = {Prefix.GT: ">", Prefix.SA: ">", Prefix.LT: "<", Prefix.EB: "<", Prefix.GE: ">=", Prefix.LE: "<="}[p]
-        self.params.append(exact)
-        return f"{v} {op} ?"
-
-    def sort_expression(self, key: SortKey, types: Sequence[str], alias: str) -> str:
-        if key.param == "_id":
-            return f"{alias}.id"
-        if key.param == "_lastUpdated":
-            return f"{alias}.last_updated"
+    def sort_value(self, key: SortKey, types: Sequence[str], pk: str) -> Fragment:
+        """The value a candidate sorts by: the least of its values ascending, the greatest descending
+        (a date sorts by its start ascending, its end descending)."""
+        if key.param in ("_id", "_lastUpdated"):
+            column = "id" if key.param == "_id" else "last_updated"
+            r = self._alias("r")
+            return f"(SELECT {r}.{column} FROM resource {r} WHERE {r}.pk = {pk})", []
         table = TABLE_BY_TYPE.get(key.param_type)
         column = {
             "string": "norm", "token": "code", "reference": "target_id", "date": "low",
@@ -267,8 +434,109 @@ class Compiler:
         if key.param_type == "date" and key.descending:
             column = "high"
         aggregate = "MAX" if key.descending else "MIN"
-        pkeys = self._pkeys(types, key.param)
-        return f"(SELECT {aggregate}(s.{column}) FROM {table} s WHERE s.pk = {alias}.pk AND s.pkey IN {pkeys})"
+        v = self._alias("v")
+        pkeys, keys = self._param_keys(types, key.param)
+        return f"(SELECT {aggregate}({v}.{column}) FROM {table} {v} WHERE {v}.pk = {pk} AND +{v}.pkey IN {pkeys})", keys
+
+
+def _ids(c: Criterion) -> list[str]:
+    """The ids an ``_id`` criterion names (a system or ``:text`` never matches an id)."""
+    return [m.code for m in c.matches if isinstance(m, TokenMatch) and m.match_code and m.code is not None
+            and (not m.match_system or m.system is None)]
+
+
+def _plain(table: str, alias: str) -> str:
+    """The condition that lets a query use the indexes of ``table``, which leave out composite parts
+    (``sqlite_schema``); token indexes keep them, since a composite search starts from its token."""
+    return "" if table == "idx_token" else f" AND {alias}.grp IS NULL"
+
+
+def _smallest(sources: list[tuple[AnyCriterion, Source]],
+              count: Callable[[Fragment], int]) -> tuple[AnyCriterion, Source]:
+    """The source with the fewest rows, sizes counted up to ``ESTIMATE_CAP``: the preferred kinds
+    first, then each of the others only up to the best size so far (it must be smaller to win), so
+    choosing costs little more than reading the winner."""
+    ranked = sorted(sources, key=lambda pair: pair[1].preference)
+    best, best_size = ranked[0], ESTIMATE_CAP
+    if len(ranked) == 1:
+        return best
+    for pair in ranked:
+        size = _estimate(pair[1], count, best_size)
+        if size < best_size or pair is ranked[0]:
+            best, best_size = pair, size
+        if best_size <= SMALL_ENOUGH:
+            break
+    return best
+
+
+def _estimate(source: Source, count: Callable[[Fragment], int], cap: int) -> int:
+    """The number of rows of ``source``, or ``cap`` when it has at least that many."""
+    if source.scans or (source.inner is not None and _estimate(source.inner, count, cap) >= cap):
+        return cap
+    select, params = source.select()
+    return count((f"{select} LIMIT {cap}", params))
+
+
+def _one_per_resource(m: Match) -> bool:
+    """Whether no resource has two rows meeting ``m`` (on one pkey): keys that ``_index_rows``
+    stores once per resource, or values the extractor never repeats."""
+    if isinstance(m, TokenMatch):
+        return m.match_code and m.match_system
+    if isinstance(m, StringMatch):
+        return m.mode == "exact"
+    return isinstance(m, UriMatch) and m.mode == "exact"
+
+
+def _in_pk_order(m: Match) -> bool:
+    """Whether the rows meeting ``m`` (on one pkey) are one run of an index whose remaining key is
+    the pk: an equality on every column the index has before it."""
+    if isinstance(m, TokenMatch):
+        return m.match_code
+    if isinstance(m, StringMatch):
+        return m.mode == "exact"
+    if isinstance(m, ReferenceMatch):
+        return m.url is not None or m.target_type is not None
+    return isinstance(m, UriMatch) and m.mode == "exact"
+
+
+def _prefix(column: str, value: str) -> Fragment:
+    return f"{column} >= ? AND {column} < ?", [value, value + _PREFIX_END]
+
+
+def _date_range(m: RangeMatch, t: str) -> Fragment:
+    """Stored ``[low, high)`` against the search value's ``[low, high)`` (search.html prefixes)."""
+    lo, hi = f"{t}.low", f"{t}.high"
+    p = m.prefix
+    if p is Prefix.EQ:
+        return f"{lo} >= ? AND {hi} <= ?", [m.low, m.high]
+    if p is Prefix.NE:
+        return f"NOT ({lo} >= ? AND {hi} <= ?)", [m.low, m.high]
+    if p is Prefix.GT:
+        return f"{hi} > ?", [m.high]
+    if p is Prefix.LT:
+        return f"{lo} < ?", [m.low]
+    if p is Prefix.GE:  # GT, or contained in the search range; both imply the first, indexable, term
+        return f"{hi} > ? AND ({hi} > ? OR {lo} >= ?)", [m.low, m.high, m.low]
+    if p is Prefix.LE:  # LT, or contained in the search range; both imply the first, indexable, term
+        return f"{lo} < ? AND ({lo} < ? OR {hi} <= ?)", [m.high, m.low, m.high]
+    if p is Prefix.SA:
+        return f"{lo} >= ?", [m.high]
+    if p is Prefix.EB:
+        return f"{hi} <= ?", [m.low]
+    return f"{lo} < ? AND {hi} > ?", [m.high, m.low]  # AP: overlaps the (already widened) search range
+
+
+def _point_range(m: RangeMatch, t: str) -> Fragment:
+    """A stored number against the search value: ``eq`` within its precision range, the
+    comparisons against the value itself (the middle of that range)."""
+    v = f"{t}.value"
+    p = m.prefix
+    if p in (Prefix.EQ, Prefix.AP):
+        return f"{v} >= ? AND {v} < ?", [m.low, m.high]
+    if p is Prefix.NE:
+        return f"NOT ({v} >= ? AND {v} < ?)", [m.low, m.high]
+    op = {Prefix.GT: ">", Prefix.SA: ">", Prefix.LT: "<", Prefix.EB: "<", Prefix.GE: ">=", Prefix.LE: "<="}[p]
+    return f"{v} {op} ?", [(m.low + m.high) / 2]
 
 
 def keyset(keys: Sequence[tuple[str, list[Any], bool]], tiebreak: str, position: Sequence[Any],
