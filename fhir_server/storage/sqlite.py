@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,8 +41,8 @@ from fhir_server.storage.base import (
     gather_includes,
     history_key,
 )
-from fhir_server.storage.sqlite_schema import INDEX_TABLES, SCHEMA
-from fhir_server.storage.sqlite_search import Compiler, keyset
+from fhir_server.storage.sqlite_schema import INDEX_TABLES, ParamKeys, create_schema
+from fhir_server.storage.sqlite_search import ID, Body, Compiler, Fragment, keyset
 
 T = TypeVar("T")
 
@@ -73,18 +74,38 @@ def _row_to_stored(row: Sequence[Any]) -> StoredResource:
     return StoredResource(row[0], row[1], row[2], from_ms(row[3]), bool(row[4]), bytes(row[5]))
 
 
-def _add_index_rows(rows: dict[str, list[tuple]], pk: int, resource_type: str, values: Iterable[IndexValue]) -> None:
+def _add_index_rows(rows: dict[str, list[tuple]], pk: int, resource_type: str, values: Iterable[IndexValue],
+                    key: Callable[[str], int]) -> None:
+    """Add the index rows of one resource to ``rows`` (by table); ``seq`` numbers them within it.
+
+    ``_id`` has no rows: the resource table's ``(type, id)`` serves it. A token's ``(pkey, system,
+    code)`` is stored once per resource (a repeat keeps only its display text, which ``:text``
+    reads), so ``system|code`` matches each resource once and large results are counted without
+    DISTINCT.
+    """
     prefix = resource_type + "."
-    group = 0
+    group = seq = 0
+    tokens: set[tuple[str, str | None, str]] = set()
     for value in values:
         if value.__class__ is CompositeValue:
             group += 1
             for i, part in enumerate(value.parts):
+                seq += 1
                 table, columns = _LAYOUT[part.__class__]
-                rows[table].append((pk, f"{prefix}{value.param}${i}", group, *columns(part)))
-        else:
-            table, columns = _LAYOUT[value.__class__]
-            rows[table].append((pk, prefix + value.param, None, *columns(value)))
+                rows[table].append((pk, seq, key(f"{prefix}{value.param}${i}"), group, *columns(part)))
+            continue
+        if value.param == ID:
+            continue
+        if value.__class__ is TokenValue and value.code is not None:
+            unique = (value.param, value.system, value.code)
+            if unique in tokens:
+                if value.text is None:
+                    continue
+                value = TokenValue(value.param, None, None, value.text)
+            tokens.add(unique)
+        seq += 1
+        table, columns = _LAYOUT[value.__class__]
+        rows[table].append((pk, seq, key(prefix + value.param), None, *columns(value)))
 
 
 def _stored_pks(conn: sqlite3.Connection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
@@ -128,7 +149,7 @@ class _WriteBatch:
                 conn.executemany(_INSERT[table], rows)
 
 
-_PKEY = itemgetter(1)
+_PKEY = itemgetter(2)  # rows are (pk, seq, pkey, grp, ...)
 _LAYOUT: dict[type, tuple[str, Callable[[Any], tuple]]] = {
     StringValue: ("idx_string", attrgetter("normalized", "exact")),
     TokenValue: ("idx_token", attrgetter("system", "code", "text")),
@@ -138,25 +159,26 @@ _LAYOUT: dict[type, tuple[str, Callable[[Any], tuple]]] = {
     QuantityValue: ("idx_quantity", attrgetter("value", "system", "code", "unit")),
     UriValue: ("idx_uri", lambda v: (v.uri,)),
 }
-"""Per index-value class: its table and its columns after ``(pk, pkey, grp)``."""
+"""Per index-value class: its table and its columns after ``(pk, seq, pkey, grp)``."""
 
 
 _INSERT = {
-    "idx_string": "INSERT INTO idx_string VALUES (?,?,?,?,?)",
-    "idx_token": "INSERT INTO idx_token VALUES (?,?,?,?,?,?)",
-    "idx_reference": "INSERT INTO idx_reference VALUES (?,?,?,?,?,?)",
-    "idx_date": "INSERT INTO idx_date VALUES (?,?,?,?,?)",
-    "idx_number": "INSERT INTO idx_number VALUES (?,?,?,?)",
-    "idx_quantity": "INSERT INTO idx_quantity VALUES (?,?,?,?,?,?,?)",
-    "idx_uri": "INSERT INTO idx_uri VALUES (?,?,?,?)",
+    "idx_string": "INSERT INTO idx_string VALUES (?,?,?,?,?,?)",
+    "idx_token": "INSERT INTO idx_token VALUES (?,?,?,?,?,?,?)",
+    "idx_reference": "INSERT INTO idx_reference VALUES (?,?,?,?,?,?,?)",
+    "idx_date": "INSERT INTO idx_date VALUES (?,?,?,?,?,?)",
+    "idx_number": "INSERT INTO idx_number VALUES (?,?,?,?,?)",
+    "idx_quantity": "INSERT INTO idx_quantity VALUES (?,?,?,?,?,?,?,?)",
+    "idx_uri": "INSERT INTO idx_uri VALUES (?,?,?,?,?)",
 }
 
 
 class SqliteTransaction:
     """The view of the store inside one serialized write transaction."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, params: ParamKeys) -> None:
         self._conn = conn
+        self._params = params
 
     def read(self, resource_type: str, id: str) -> StoredResource | None:
         row = self._conn.execute(
@@ -165,7 +187,8 @@ class SqliteTransaction:
         return _row_to_stored(row) if row else None
 
     def find(self, resource_type: str, criteria: Sequence[AnyCriterion], limit: int) -> list[StoredResource]:
-        return _find(self._conn, (resource_type,), criteria, limit)
+        keys = partial(self._params.lookup, self._conn, writing=True)
+        return _find(self._conn, keys, (resource_type,), criteria, limit)
 
     def write(self, change: ResourceWrite) -> None:
         self.write_many((change,))
@@ -177,6 +200,7 @@ class SqliteTransaction:
         conn = self._conn
         stored = _stored_pks(conn, {(c.resource_type, c.id) for c in changes})
         batch = _WriteBatch()
+        key_of = partial(self._params.ensure, conn)
         for change in changes:
             key = (change.resource_type, change.id)
             if key in batch.pks:  # the same resource twice: store the first version before the second
@@ -198,44 +222,82 @@ class SqliteTransaction:
             batch.pks[key] = pk
             batch.history.append(row)
             if not change.deleted:
-                _add_index_rows(batch.index, pk, change.resource_type, change.index)
+                _add_index_rows(batch.index, pk, change.resource_type, change.index, key_of)
         batch.flush(conn)
 
     def claim(self, key: str) -> None:
         """Nothing to do: ``BEGIN IMMEDIATE`` already serializes every write transaction."""
 
 
-def _where(types: Sequence[str], criteria: Sequence[AnyCriterion]) -> tuple[str, list[Any]]:
-    """The WHERE clause selecting current, non-deleted resources of ``types`` matching all criteria."""
-    compiler = Compiler()
-    where = ["r.deleted = 0", f"r.type IN ({','.join('?' * len(types))})"]
-    compiler.params.extend(types)
-    where += compiler.criteria(criteria, types, "r")
-    return " AND ".join(where), compiler.params
-
-
-def _members(plan: SearchPlan, changed: bool = False) -> tuple[str, list[Any]]:
-    """The WHERE clause selecting the hits of ``plan`` (see ``Storage.search``), or with ``changed``
-    the changed matches of a sorted walk. A resource's creation time is its first version's."""
-    where_sql, params = _where(plan.resource_types, plan.criteria)
+def _walk_state(plan: SearchPlan, changed: bool = False) -> Fragment | None:
+    """The condition on a candidate's state (alias ``s``) for belonging to the walk of ``plan`` (see
+    ``Storage.search``), or with ``changed`` to the changed matches of a sorted walk. A resource's
+    creation time is its first version's."""
     snapshot = plan.snapshot
     if snapshot is None:
-        return where_sql, params
+        return None
     began = to_ms(snapshot.began)
-    created = ("EXISTS (SELECT 1 FROM history h WHERE h.type = r.type AND h.id = r.id AND h.version = 1 "
+    created = ("EXISTS (SELECT 1 FROM history h WHERE h.type = s.type AND h.id = s.id AND h.version = 1 "
                "AND h.last_updated <= ?)")
     if not plan.sort:
-        return f"{where_sql} AND (r.last_updated <= ? OR {created})", [*params, began, began]
+        return f"(s.last_updated <= ? OR {created})", [began, began]
     if changed:
-        return f"{where_sql} AND r.last_updated > ? AND {created}", [*params, to_ms(snapshot.stable), began]
-    return f"{where_sql} AND r.last_updated <= ?", [*params, to_ms(snapshot.stable)]
+        return created, [began]
+    return "s.last_updated <= ?", [to_ms(snapshot.stable)]
 
 
-def _find(conn: sqlite3.Connection, types: Sequence[str], criteria: Sequence[AnyCriterion],
-          limit: int) -> list[StoredResource]:
-    where_sql, params = _where(types, criteria)
-    sql = f"SELECT {_RESOURCE_COLUMNS} FROM resource r WHERE {where_sql} ORDER BY r.pk LIMIT ?"
-    return [_row_to_stored(r) for r in conn.execute(sql, [*params, limit])]
+def _outside_walk(plan: SearchPlan) -> tuple[int, Fragment | None]:
+    """``since`` and a condition on ``s``: the matches that ``_walk_state`` leaves out are those
+    updated after ``since`` that also meet the condition."""
+    assert plan.snapshot is not None
+    began = to_ms(plan.snapshot.began)
+    if plan.sort:
+        return to_ms(plan.snapshot.stable), None
+    return began, ("NOT EXISTS (SELECT 1 FROM history h WHERE h.type = s.type AND h.id = s.id AND h.version = 1 "
+                   "AND h.last_updated <= ?)", [began])
+
+
+def _count(conn: sqlite3.Connection, body: Body, limit: int | None) -> int:
+    sql, params = body.sql(body.pk)
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    return conn.execute(f"SELECT COUNT(*) FROM ({sql})", params).fetchone()[0]
+
+
+def _counter(conn: sqlite3.Connection) -> Callable[[Fragment], int]:
+    def count(fragment: Fragment) -> int:
+        return conn.execute(f"SELECT COUNT(*) FROM ({fragment[0]})", fragment[1]).fetchone()[0]
+
+    return count
+
+
+def _candidates(conn: sqlite3.Connection, body: Body, limit: int, forward: bool = True,
+                after: int | None = None) -> list[int]:
+    """The pks of the first ``limit`` candidates in pk order (descending when not ``forward``),
+    strictly beyond the pk ``after`` when given."""
+    if after is not None:
+        body.add((f"{body.pk} {'>' if forward else '<'} ?", [after]))
+    sql, params = body.sql(body.pk)
+    sql += f" ORDER BY {body.pk} {'ASC' if forward else 'DESC'} LIMIT ?"
+    return [row[0] for row in conn.execute(sql, [*params, limit])]
+
+
+def _fetch(conn: sqlite3.Connection, pks: Sequence[int]) -> dict[int, StoredResource]:
+    """The current rows of ``pks`` (a page: the only time a search reads the wide rows)."""
+    if not pks:
+        return {}
+    rows = conn.execute(f"SELECT pk, {_RESOURCE_COLUMNS} FROM resource WHERE pk IN ({','.join('?' * len(pks))})",
+                        list(pks))
+    return {row[0]: _row_to_stored(row[1:]) for row in rows}
+
+
+def _find(conn: sqlite3.Connection, keys: Callable[[Sequence[str]], list[int]], types: Sequence[str],
+          criteria: Sequence[AnyCriterion], limit: int) -> list[StoredResource]:
+    body = Compiler(keys).select(types, criteria, _counter(conn))
+    pks = _candidates(conn, body, limit)
+    found = _fetch(conn, pks)
+    return [found[pk] for pk in pks if pk in found]
 
 
 class SqliteStorage:
@@ -250,8 +312,9 @@ class SqliteStorage:
         self._queue: list[_Pending] = []
         self._all_connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
+        self._params = ParamKeys()
         self._writer = self._connect()
-        self._writer.executescript(SCHEMA)
+        create_schema(self._writer)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=30)
@@ -338,49 +401,74 @@ class SqliteStorage:
         return SearchPage(hits, changed)
 
     def count(self, plan: SearchPlan, limit: int | None = None) -> int:
-        where_sql, params = _members(plan)
-        inner = f"SELECT 1 FROM resource r WHERE {where_sql}"
-        if limit is not None:
-            inner += " LIMIT ?"
-            params.append(limit)
-        return self._reader().execute(f"SELECT COUNT(*) FROM ({inner})", params).fetchone()[0]
+        """Counted from the index alone: every match, less the few that fail the walk's state
+        (written after the snapshot, so found through ``resource_type_updated``)."""
+        conn = self._reader()
+        conn.execute("BEGIN")
+        try:
+            outside = 0
+            if plan.snapshot is not None:
+                since, failing = _outside_walk(plan)
+                body = self._compiler(conn).recent(plan.resource_types, plan.criteria, since, failing)
+                outside = _count(conn, body, None)
+            body = self._compiler(conn).select(plan.resource_types, plan.criteria, _counter(conn))
+            counted = _count(conn, body, None if limit is None else limit + outside) - outside
+        finally:
+            conn.execute("COMMIT")
+        return counted if limit is None else min(counted, limit)
+
+    def _compiler(self, conn: sqlite3.Connection) -> Compiler:
+        return Compiler(partial(self._params.lookup, conn))
 
     def _hits(self, conn: sqlite3.Connection, plan: SearchPlan) -> list[Hit]:
-        where_sql, params = _members(plan)
-        keys = []
-        for key in plan.sort:
-            compiler = Compiler()
-            keys.append((compiler.sort_expression(key, plan.resource_types, "r"), compiler.params, key.descending))
+        compiler = self._compiler(conn)
+        body = compiler.select(plan.resource_types, plan.criteria, _counter(conn), _walk_state(plan))
         forward = plan.before is None
         position = plan.after if forward else plan.before
-        if position is not None:
-            condition, condition_params = keyset(keys, "r.pk", position, forward)
-            where_sql, params = f"{where_sql} AND {condition}", [*params, *condition_params]
-        order, order_params = [], []
-        for expr, expr_params, descending in keys:
-            order.append(f"{expr} IS {'' if forward else 'NOT '}NULL, {expr} {'DESC' if descending == forward else 'ASC'}")
-            order_params += expr_params * 2
-        order.append(f"r.pk {'ASC' if forward else 'DESC'}")
-        sql = (f"SELECT {_RESOURCE_COLUMNS}{''.join(f', {expr}' for expr, _, _ in keys)}, r.pk FROM resource r "
-               f"WHERE {where_sql} ORDER BY {', '.join(order)} LIMIT ?")
-        select_params = [p for _, expr_params, _ in keys for p in expr_params]
-        rows = conn.execute(sql, [*select_params, *params, *order_params, plan.count + 1]).fetchall()
-        return [Hit(_row_to_stored(row), tuple(row[6:])) for row in rows]
+        if not plan.sort:
+            pks = _candidates(conn, body, plan.count + 1, forward, position[-1] if position is not None else None)
+            positions = [(pk,) for pk in pks]
+        else:
+            positions = self._sorted(conn, compiler, body, plan, forward, position)
+            pks = [p[-1] for p in positions]
+        found = _fetch(conn, pks)
+        return [Hit(found[p[-1]], p) for p in positions if p[-1] in found]
+
+    def _sorted(self, conn: sqlite3.Connection, compiler: Compiler, body: Body, plan: SearchPlan,
+                forward: bool, position: tuple[Any, ...] | None) -> list[tuple[Any, ...]]:
+        """The positions (sort values, pk) of a sorted page: every candidate's sort values are
+        computed once, then ordered."""
+        values = [compiler.sort_value(key, plan.resource_types, body.pk) for key in plan.sort]
+        columns = ", ".join([f"{body.pk} AS pk", *(f"{sql} AS k{i}" for i, (sql, _) in enumerate(values))])
+        inner, inner_params = body.sql(columns)
+        inner_params = [*(p for _, value_params in values for p in value_params), *inner_params]
+        keys = [(f"c.k{i}", [], key.descending) for i, key in enumerate(plan.sort)]
+        where, where_params = keyset(keys, "c.pk", position, forward) if position is not None else ("1", [])
+        order = [f"{expr} IS {'' if forward else 'NOT '}NULL, {expr} {'DESC' if descending == forward else 'ASC'}"
+                 for expr, _, descending in keys]
+        order.append(f"c.pk {'ASC' if forward else 'DESC'}")
+        sql = (f"WITH c AS MATERIALIZED ({inner}) SELECT {', '.join(f'c.k{i}' for i in range(len(keys)))}, c.pk "
+               f"FROM c WHERE {where} ORDER BY {', '.join(order)} LIMIT ?")
+        return [tuple(row) for row in conn.execute(sql, [*inner_params, *where_params, plan.count + 1])]
 
     def _changed(self, conn: sqlite3.Connection, plan: SearchPlan) -> list[ChangedMatch]:
         assert plan.snapshot is not None
-        where_sql, params = _members(plan, changed=True)
-        rows = conn.execute(f"SELECT {_RESOURCE_COLUMNS}, r.pk FROM resource r WHERE {where_sql} ORDER BY r.pk LIMIT ?",
-                            [*params, CHANGED_LIMIT + 1]).fetchall()
         stable = to_ms(plan.snapshot.stable)
+        state = _walk_state(plan, changed=True)
+        assert state is not None
+        body = self._compiler(conn).recent(plan.resource_types, plan.criteria, stable, state)
+        sql, params = body.sql(body.pk)
+        pks = [row[0] for row in conn.execute(f"{sql} ORDER BY {body.pk} LIMIT ?", [*params, CHANGED_LIMIT + 1])]
+        found = _fetch(conn, pks)
         changed = []
-        for row in rows:
-            key = (row[0], row[1], stable)
+        for pk in pks:
+            current = found[pk]
+            key = (current.resource_type, current.id, stable)
             at = conn.execute(f"SELECT {_RESOURCE_COLUMNS} FROM history WHERE type = ? AND id = ? "
                               "AND last_updated <= ? ORDER BY version DESC LIMIT 1", key).fetchone()
             after = conn.execute(f"SELECT {_RESOURCE_COLUMNS} FROM history WHERE type = ? AND id = ? "
                                  "AND last_updated > ? ORDER BY version LIMIT 1", key).fetchone()
-            changed.append(ChangedMatch(_row_to_stored(row), (row[6],), _row_to_stored(at) if at else None,
+            changed.append(ChangedMatch(current, (pk,), _row_to_stored(at) if at else None,
                                         _row_to_stored(after) if after else None))
         return changed
 
@@ -397,28 +485,27 @@ class SqliteStorage:
                    or (inc.reverse and inc.target_type is None)]
         if not sources:
             return []
+        if inc.source_type == "*":  # _revinclude=*: any reference of any resource
+            pkey_sql, pkey_params = "x.pkey IN (SELECT id FROM param)", []
+        elif inc.param != "*":
+            pkey_sql, pkey_params = "x.pkey = ?", self._params.lookup(conn, [f"{inc.source_type}.{inc.param}"])
+        else:
+            pkey_sql = "x.pkey IN (SELECT id FROM param WHERE name >= ? AND name < ?)"
+            pkey_params = [f"{inc.source_type}.", f"{inc.source_type}/"]
         if inc.reverse:
             ids = [s.id for s in sources]
             types = sorted({s.resource_type for s in sources})
-            pkey_sql, pkey_params = ("x.pkey = ?", [f"{inc.source_type}.{inc.param}"]) if inc.param != "*" else (
-                "x.pkey >= ? AND x.pkey < ?", [f"{inc.source_type}.", f"{inc.source_type}/"])
-            if inc.source_type == "*":  # _revinclude=*: any reference of any resource
-                pkey_sql, pkey_params = "1", []
-            sql = (f"SELECT DISTINCT {', '.join('s.' + c for c in _RESOURCE_COLUMNS.split(', '))} "
-                   f"FROM idx_reference x JOIN resource s ON s.pk = x.pk WHERE {pkey_sql} "
-                   f"AND x.target_type IN ({','.join('?' * len(types))}) "
-                   f"AND x.target_id IN ({','.join('?' * len(ids))}) AND s.deleted = 0 AND x.grp IS NULL")
-            return [_row_to_stored(r) for r in conn.execute(sql, [*pkey_params, *types, *ids])]
-        keys = [(s.resource_type, s.id) for s in sources]
-        pkey_sql, pkey_params = ("x.pkey = ?", [f"{inc.source_type}.{inc.param}"]) if inc.param != "*" else (
-            "x.pkey >= ? AND x.pkey < ?", [f"{inc.source_type}.", f"{inc.source_type}/"])
+            sql = (f"SELECT {_RESOURCE_COLUMNS} FROM resource WHERE pk IN (SELECT x.pk FROM idx_reference x "
+                   f"WHERE {pkey_sql} AND x.target_id IN ({','.join('?' * len(ids))}) "
+                   f"AND x.target_type IN ({','.join('?' * len(types))}) AND x.grp IS NULL) AND deleted = 0")
+            return [_row_to_stored(r) for r in conn.execute(sql, [*pkey_params, *ids, *types])]
         target_sql, target_params = ("AND t.type = ?", [inc.target_type]) if inc.target_type else ("", [])
-        sql = (f"SELECT DISTINCT {', '.join('t.' + c for c in _RESOURCE_COLUMNS.split(', '))} "
-               f"FROM resource s JOIN idx_reference x ON x.pk = s.pk "
-               f"JOIN resource t ON t.type = x.target_type AND t.id = x.target_id "
-               f"WHERE s.type = ? AND s.id IN ({','.join('?' * len(keys))}) AND {pkey_sql} "
-               f"AND x.grp IS NULL AND t.deleted = 0 {target_sql}")
-        params = [inc.source_type, *[k[1] for k in keys], *pkey_params, *target_params]
+        sql = (f"SELECT {_RESOURCE_COLUMNS} FROM resource WHERE pk IN (SELECT t.pk FROM resource s "
+               f"CROSS JOIN idx_reference x ON x.pk = s.pk "
+               f"CROSS JOIN resource t ON t.type = x.target_type AND t.id = x.target_id "
+               f"WHERE s.type = ? AND s.id IN ({','.join('?' * len(sources))}) AND +{pkey_sql} "
+               f"AND x.grp IS NULL {target_sql}) AND deleted = 0")
+        params = [inc.source_type, *[s.id for s in sources], *pkey_params, *target_params]
         return [_row_to_stored(r) for r in conn.execute(sql, params)]
 
     def run_in_transaction(self, work: Callable[[SqliteTransaction], T]) -> T:
@@ -439,7 +526,7 @@ class SqliteStorage:
 
     def _run_group(self, batch: list[_Pending]) -> None:
         conn = self._writer
-        tx = SqliteTransaction(conn)
+        tx = SqliteTransaction(conn, self._params)
         try:
             conn.execute("BEGIN IMMEDIATE")
             for item in batch:
@@ -448,10 +535,13 @@ class SqliteStorage:
                     item.result = item.work(tx)
                 except Exception as error:  # noqa: BLE001 - handed back to the thread that asked
                     conn.execute("ROLLBACK TO work")
+                    self._params.discard()
                     item.error = error
                 conn.execute("RELEASE work")
             conn.execute("COMMIT")
+            self._params.committed()
         except BaseException as error:
+            self._params.discard()
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             for item in batch:

@@ -4,11 +4,26 @@
 table would keep in its key B-tree (SQLite advises against that for rows this large; measured,
 appending versions cost twice the CPU and grew slower as the table grew).
 
-Index rows point at ``resource.pk`` (an integer, so rows stay small) and carry ``pkey`` =
-``"<ResourceType>.<param>"``. Composite values are stored as their parts in the ordinary tables
-under ``"<ResourceType>.<param>$<part>"`` with a shared ``grp`` number, so one part-table per type
-serves plain and composite searches alike.
+Index layout choices, each for a measured reason (bench/search_bench.py,
+tests/storage/test_sqlite_plans.py):
+
+- Index tables are ``WITHOUT ROWID`` and clustered by ``(pk, seq)``: the rows of one resource sit
+  together, so checking a candidate against a criterion, computing its sort value and replacing its
+  rows on update are short range reads on the primary key, and no separate ``pk`` index is needed.
+  Every secondary index ends in ``pk``, so an equality lookup (``pkey, code, system``) yields
+  matches in ``pk`` order, covered by the index, and a page can stop after ``_count`` of them.
+- ``pkey`` is a small integer standing for ``"<ResourceType>.<param>"`` (table ``param``), which
+  keeps index entries short. Composite values are stored as their parts in the ordinary tables under
+  ``"<ResourceType>.<param>$<part>"`` with a shared ``grp`` number.
+- ``resource_state`` covers what searches check about a candidate (type, deletion, last update), so
+  those checks never read the wide ``resource`` rows that carry the JSON body.
 """
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS resource (
@@ -22,6 +37,7 @@ CREATE TABLE IF NOT EXISTS resource (
     UNIQUE (type, id)
 );
 CREATE INDEX IF NOT EXISTS resource_type_updated ON resource (type, last_updated);
+CREATE INDEX IF NOT EXISTS resource_state ON resource (pk, type, deleted, last_updated);
 
 CREATE TABLE IF NOT EXISTS history (
     type TEXT NOT NULL,
@@ -35,47 +51,151 @@ CREATE TABLE IF NOT EXISTS history (
 CREATE INDEX IF NOT EXISTS history_updated ON history (last_updated, type, id, version);
 CREATE INDEX IF NOT EXISTS history_type_updated ON history (type, last_updated, id, version);
 
+CREATE TABLE IF NOT EXISTS param (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+
 CREATE TABLE IF NOT EXISTS idx_string (
-    pk INTEGER NOT NULL, pkey TEXT NOT NULL, grp INTEGER, norm TEXT NOT NULL, exact TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS idx_string_norm ON idx_string (pkey, norm);
-CREATE INDEX IF NOT EXISTS idx_string_exact ON idx_string (pkey, exact);
-CREATE INDEX IF NOT EXISTS idx_string_pk ON idx_string (pk);
+    pk INTEGER NOT NULL, seq INTEGER NOT NULL, pkey INTEGER NOT NULL, grp INTEGER, norm TEXT NOT NULL,
+    exact TEXT NOT NULL, PRIMARY KEY (pk, seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idx_string_norm ON idx_string (pkey, norm, exact) WHERE grp IS NULL;
 
 CREATE TABLE IF NOT EXISTS idx_token (
-    pk INTEGER NOT NULL, pkey TEXT NOT NULL, grp INTEGER, system TEXT, code TEXT, text TEXT);
-CREATE INDEX IF NOT EXISTS idx_token_code ON idx_token (pkey, code, system);
+    pk INTEGER NOT NULL, seq INTEGER NOT NULL, pkey INTEGER NOT NULL, grp INTEGER, system TEXT, code TEXT,
+    text TEXT, PRIMARY KEY (pk, seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idx_token_code ON idx_token (pkey, code);
 CREATE INDEX IF NOT EXISTS idx_token_system ON idx_token (pkey, system, code);
-CREATE INDEX IF NOT EXISTS idx_token_text ON idx_token (pkey, text);
-CREATE INDEX IF NOT EXISTS idx_token_pk ON idx_token (pk);
+CREATE INDEX IF NOT EXISTS idx_token_text ON idx_token (pkey, text) WHERE text IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS idx_reference (
-    pk INTEGER NOT NULL, pkey TEXT NOT NULL, grp INTEGER, target_type TEXT, target_id TEXT, url TEXT);
-CREATE INDEX IF NOT EXISTS idx_reference_target ON idx_reference (pkey, target_id, target_type);
-CREATE INDEX IF NOT EXISTS idx_reference_url ON idx_reference (pkey, url);
-CREATE INDEX IF NOT EXISTS idx_reference_pk ON idx_reference (pk);
+    pk INTEGER NOT NULL, seq INTEGER NOT NULL, pkey INTEGER NOT NULL, grp INTEGER, target_type TEXT,
+    target_id TEXT, url TEXT, PRIMARY KEY (pk, seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idx_reference_target ON idx_reference (pkey, target_id, target_type, url)
+    WHERE grp IS NULL;
+CREATE INDEX IF NOT EXISTS idx_reference_url ON idx_reference (pkey, url) WHERE url IS NOT NULL AND grp IS NULL;
 
 CREATE TABLE IF NOT EXISTS idx_date (
-    pk INTEGER NOT NULL, pkey TEXT NOT NULL, grp INTEGER, low INTEGER NOT NULL, high INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS idx_date_low ON idx_date (pkey, low, high);
-CREATE INDEX IF NOT EXISTS idx_date_high ON idx_date (pkey, high);
-CREATE INDEX IF NOT EXISTS idx_date_pk ON idx_date (pk);
+    pk INTEGER NOT NULL, seq INTEGER NOT NULL, pkey INTEGER NOT NULL, grp INTEGER, low INTEGER NOT NULL,
+    high INTEGER NOT NULL, PRIMARY KEY (pk, seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idx_date_low ON idx_date (pkey, low, high) WHERE grp IS NULL;
+CREATE INDEX IF NOT EXISTS idx_date_high ON idx_date (pkey, high, low) WHERE grp IS NULL;
 
 CREATE TABLE IF NOT EXISTS idx_number (
-    pk INTEGER NOT NULL, pkey TEXT NOT NULL, grp INTEGER, value REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS idx_number_value ON idx_number (pkey, value);
-CREATE INDEX IF NOT EXISTS idx_number_pk ON idx_number (pk);
+    pk INTEGER NOT NULL, seq INTEGER NOT NULL, pkey INTEGER NOT NULL, grp INTEGER, value REAL NOT NULL,
+    PRIMARY KEY (pk, seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idx_number_value ON idx_number (pkey, value) WHERE grp IS NULL;
 
 CREATE TABLE IF NOT EXISTS idx_quantity (
-    pk INTEGER NOT NULL, pkey TEXT NOT NULL, grp INTEGER, value REAL NOT NULL, system TEXT, code TEXT,
-    unit TEXT);
-CREATE INDEX IF NOT EXISTS idx_quantity_value ON idx_quantity (pkey, value);
-CREATE INDEX IF NOT EXISTS idx_quantity_code ON idx_quantity (pkey, code, value);
-CREATE INDEX IF NOT EXISTS idx_quantity_pk ON idx_quantity (pk);
+    pk INTEGER NOT NULL, seq INTEGER NOT NULL, pkey INTEGER NOT NULL, grp INTEGER, value REAL NOT NULL,
+    system TEXT, code TEXT, unit TEXT, PRIMARY KEY (pk, seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idx_quantity_value ON idx_quantity (pkey, value) WHERE grp IS NULL;
+CREATE INDEX IF NOT EXISTS idx_quantity_code ON idx_quantity (pkey, code, value) WHERE grp IS NULL;
 
 CREATE TABLE IF NOT EXISTS idx_uri (
-    pk INTEGER NOT NULL, pkey TEXT NOT NULL, grp INTEGER, uri TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS idx_uri_uri ON idx_uri (pkey, uri);
-CREATE INDEX IF NOT EXISTS idx_uri_pk ON idx_uri (pk);
+    pk INTEGER NOT NULL, seq INTEGER NOT NULL, pkey INTEGER NOT NULL, grp INTEGER, uri TEXT NOT NULL,
+    PRIMARY KEY (pk, seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idx_uri_uri ON idx_uri (pkey, uri) WHERE grp IS NULL;
 """
 
 INDEX_TABLES = ("idx_string", "idx_token", "idx_reference", "idx_date", "idx_number", "idx_quantity", "idx_uri")
+
+_VALUE_COLUMNS = {
+    "idx_string": "norm, exact",
+    "idx_token": "system, code, text",
+    "idx_reference": "target_type, target_id, url",
+    "idx_date": "low, high",
+    "idx_number": "value",
+    "idx_quantity": "value, system, code, unit",
+    "idx_uri": "uri",
+}
+
+UNKNOWN_PARAM = -1
+"""The key used for a parameter name no resource has a value for yet: it matches no row."""
+
+
+def create_schema(conn: sqlite3.Connection) -> None:
+    """Create the tables, first converting a store written with text ``pkey`` columns (no ``seq``)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(idx_token)")}
+    if columns and "seq" not in columns:
+        _convert_text_keys(conn)
+    conn.executescript(SCHEMA)
+
+
+def _convert_text_keys(conn: sqlite3.Connection) -> None:
+    """Rewrite the index tables of the first layout (rowid tables keyed by text ``pkey``) in place."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS param (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)")
+        for table in INDEX_TABLES:
+            conn.execute(f"INSERT OR IGNORE INTO param (name) SELECT DISTINCT pkey FROM {table}")
+            conn.execute(f"ALTER TABLE {table} RENAME TO {table}_text_keys")
+            for (index,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
+                                         "AND sql IS NOT NULL", (f"{table}_text_keys",)).fetchall():
+                conn.execute(f"DROP INDEX {index}")
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        for table in INDEX_TABLES:
+            values = _VALUE_COLUMNS[table]
+            conn.execute(
+                f"INSERT INTO {table} (pk, seq, pkey, grp, {values}) "
+                f"SELECT o.pk, row_number() OVER (PARTITION BY o.pk ORDER BY o.rowid), p.id, o.grp, "
+                f"{', '.join('o.' + c.strip() for c in values.split(','))} "
+                f"FROM {table}_text_keys o JOIN param p ON p.name = o.pkey ORDER BY o.pk, o.rowid")
+            conn.execute(f"DROP TABLE {table}_text_keys")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+class ParamKeys:
+    """The integer ``pkey`` of each ``"<ResourceType>.<param>"`` name, shared by all connections.
+
+    Readers look names up (a name nobody has written has no key yet: ``UNKNOWN_PARAM``). The writer
+    adds missing names inside its transaction; those keys become visible to readers only after
+    ``committed()``, and ``discard()`` forgets them when the transaction (or a savepoint of it) rolls
+    back, since the rollback may have removed their rows.
+    """
+
+    def __init__(self) -> None:
+        self._known: dict[str, int] = {}
+        self._pending: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def lookup(self, conn: sqlite3.Connection, names: Iterable[str], *, writing: bool = False) -> list[int]:
+        """The keys of ``names`` as ``conn`` sees them; ``writing`` for the writer inside its
+        transaction, whose uncommitted keys must not be shared."""
+        keys = []
+        for name in names:
+            key = self._known.get(name)
+            if key is None and writing:
+                key = self._pending.get(name)
+            if key is None:
+                row = conn.execute("SELECT id FROM param WHERE name = ?", (name,)).fetchone()
+                if row is None:
+                    key = UNKNOWN_PARAM
+                else:
+                    key = row[0]
+                    if not writing:
+                        with self._lock:
+                            self._known[name] = key
+            keys.append(key)
+        return keys
+
+    def ensure(self, conn: sqlite3.Connection, name: str) -> int:
+        """The key of ``name``, created if needed; only for the writer connection, in a transaction."""
+        key = self._known.get(name)
+        if key is None:
+            key = self._pending.get(name)
+            if key is None:
+                conn.execute("INSERT OR IGNORE INTO param (name) VALUES (?)", (name,))
+                key = conn.execute("SELECT id FROM param WHERE name = ?", (name,)).fetchone()[0]
+                self._pending[name] = key
+        return key
+
+    def committed(self) -> None:
+        with self._lock:
+            self._known.update(self._pending)
+        self._pending.clear()
+
+    def discard(self) -> None:
+        self._pending.clear()
