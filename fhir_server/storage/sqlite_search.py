@@ -194,7 +194,8 @@ class Compiler:
         if isinstance(c, CompartmentCriterion):
             d = self._alias("d")
             pkeys, keys = self._pkeys(c.pkeys)
-            return Source(f"{d}.pkey IN {pkeys} AND {d}.target_id = ? AND {d}.target_type = ? AND {d}.grp IS NULL",
+            return Source(f"{d}.pkey IN {pkeys} AND {d}.target_id = ? AND {d}.target_type = ? "
+                          f"AND {d}.grp IS NULL",
                           [*keys, c.compartment_id, c.compartment_type], "idx_reference", d, len(keys) == 1)
         if c.negate:
             return None
@@ -240,7 +241,8 @@ class Compiler:
         aliases = [self._alias("c") for _ in tables]
         joins = [f"{tables[0]} {aliases[0]}"]
         for table, alias in zip(tables[1:], aliases[1:], strict=True):
-            joins.append(f"CROSS JOIN {table} {alias} ON {alias}.pk = {aliases[0]}.pk AND {alias}.grp = {aliases[0]}.grp")
+            joins.append(f"CROSS JOIN {table} {alias} ON {alias}.pk = {aliases[0]}.pk "
+                         f"AND {alias}.grp = {aliases[0]}.grp")
         conds, params = [], []
         if pk is not None:
             conds.append(f"{aliases[0]}.pk = {pk}")
@@ -265,8 +267,8 @@ class Compiler:
             targets = f"SELECT {t}.id FROM resource {t} WHERE {t}.type = ? AND {t}.deleted = 0 AND {probe}"
             params = [c.target_type, *probe_params]
         return Source(f"SELECT {x}.pk FROM idx_reference {x} WHERE {x}.pkey IN {pkeys} AND {x}.grp IS NULL "
-                      f"AND {x}.target_type = ? AND {x}.target_id IN ({targets})", [*keys, c.target_type, *params], inner=inner,
-                      scans=inner is None)
+                      f"AND {x}.target_type = ? AND {x}.target_id IN ({targets})", [*keys, c.target_type, *params],
+                      inner=inner, scans=inner is None)
 
     def _has_source(self, c: HasCriterion, types: Sequence[str]) -> Source:
         t, x = self._alias("t"), self._alias("x")

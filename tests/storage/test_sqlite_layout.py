@@ -1,0 +1,80 @@
+"""The SQLite index layout: integer parameter keys that survive rollbacks, and stores written with
+the first layout (text ``pkey`` columns) converted when opened."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+
+import pytest
+
+from fhir_server.search.index_values import StringValue, TokenValue
+from fhir_server.search.plan import Criterion, SearchPlan, StringMatch, TokenMatch
+from fhir_server.storage.base import ResourceWrite
+from fhir_server.storage.sqlite import SqliteStorage
+
+T0 = datetime(2024, 3, 1, tzinfo=UTC)
+
+FIRST_LAYOUT = """
+CREATE TABLE resource (pk INTEGER PRIMARY KEY, type TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL,
+    last_updated INTEGER NOT NULL, deleted INTEGER NOT NULL, body BLOB NOT NULL, UNIQUE (type, id));
+CREATE TABLE history (type TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL, last_updated INTEGER NOT NULL,
+    deleted INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY (type, id, version)) WITHOUT ROWID;
+CREATE TABLE idx_string (pk INTEGER NOT NULL, pkey TEXT NOT NULL, grp INTEGER, norm TEXT NOT NULL, exact TEXT NOT NULL);
+CREATE INDEX idx_string_norm ON idx_string (pkey, norm);
+CREATE TABLE idx_token (pk INTEGER NOT NULL, pkey TEXT NOT NULL, grp INTEGER, system TEXT, code TEXT, text TEXT);
+CREATE INDEX idx_token_code ON idx_token (pkey, code, system);
+CREATE TABLE idx_reference (pk INTEGER NOT NULL, pkey TEXT NOT NULL, grp INTEGER, target_type TEXT, target_id TEXT,
+    url TEXT);
+CREATE TABLE idx_date (pk INTEGER NOT NULL, pkey TEXT NOT NULL, grp INTEGER, low INTEGER NOT NULL,
+    high INTEGER NOT NULL);
+CREATE TABLE idx_number (pk INTEGER NOT NULL, pkey TEXT NOT NULL, grp INTEGER, value REAL NOT NULL);
+CREATE TABLE idx_quantity (pk INTEGER NOT NULL, pkey TEXT NOT NULL, grp INTEGER, value REAL NOT NULL, system TEXT,
+    code TEXT, unit TEXT);
+CREATE TABLE idx_uri (pk INTEGER NOT NULL, pkey TEXT NOT NULL, grp INTEGER, uri TEXT NOT NULL);
+INSERT INTO resource VALUES (1, 'Patient', 'p1', 1, 0, 0, CAST('{"resourceType":"Patient","id":"p1"}' AS BLOB));
+INSERT INTO resource VALUES (2, 'Patient', 'p2', 1, 0, 0, CAST('{"resourceType":"Patient","id":"p2"}' AS BLOB));
+INSERT INTO history SELECT type, id, version, last_updated, deleted, body FROM resource;
+INSERT INTO idx_string VALUES (1, 'Patient.family', NULL, 'sharma', 'Sharma'),
+    (2, 'Patient.family', NULL, 'iyer', 'Iyer');
+INSERT INTO idx_token VALUES (1, 'Patient.gender', NULL, NULL, 'female', NULL),
+    (2, 'Patient.gender', NULL, NULL, 'male', NULL);
+"""
+
+
+def _ids(store: SqliteStorage, criterion: Criterion) -> list[str]:
+    return [hit.stored.id for hit in store.search(SearchPlan(("Patient",), [criterion])).hits]
+
+
+def test_a_store_with_text_parameter_keys_is_converted_when_opened(tmp_path) -> None:
+    path = str(tmp_path / "first.db")
+    with sqlite3.connect(path) as conn:
+        conn.executescript(FIRST_LAYOUT)
+    store = SqliteStorage(path)
+    try:
+        assert _ids(store, Criterion("Patient", "family", "string", (StringMatch("shar"),))) == ["p1"]
+        assert _ids(store, Criterion("Patient", "gender", "token", (TokenMatch(None, "male", False),))) == ["p2"]
+    finally:
+        store.close()
+    with sqlite3.connect(path) as conn:
+        assert {row[0] for row in conn.execute("SELECT name FROM sqlite_master")} >= {"param", "resource_state"}
+        assert "seq" in {row[1] for row in conn.execute("PRAGMA table_info(idx_string)")}
+
+
+def test_a_parameter_key_made_by_a_rolled_back_write_is_made_again(tmp_path) -> None:
+    store = SqliteStorage(str(tmp_path / "keys.db"))
+
+    def write_then_fail(tx) -> None:
+        tx.write(ResourceWrite("Patient", "p1", 1, T0, False, b"{}", (StringValue("family", "iyer", "Iyer"),)))
+        raise RuntimeError("rolled back")
+
+    try:
+        with pytest.raises(RuntimeError):
+            store.run_in_transaction(write_then_fail)
+        store.run_in_transaction(lambda tx: tx.write(ResourceWrite(
+            "Patient", "p2", 1, T0, False, b"{}", (TokenValue("gender", None, "male"),
+                                                  StringValue("family", "iyer", "Iyer")))))
+        assert _ids(store, Criterion("Patient", "family", "string", (StringMatch("iyer"),))) == ["p2"]
+        assert _ids(store, Criterion("Patient", "gender", "token", (TokenMatch(None, "male", False),))) == ["p2"]
+    finally:
+        store.close()
