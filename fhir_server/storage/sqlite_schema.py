@@ -14,7 +14,9 @@ tests/storage/test_sqlite_plans.py):
   matches in ``pk`` order, covered by the index, and a page can stop after ``_count`` of them.
 - ``pkey`` is a small integer standing for ``"<ResourceType>.<param>"`` (table ``param``), which
   keeps index entries short. Composite values are stored as their parts in the ordinary tables under
-  ``"<ResourceType>.<param>$<part>"`` with a shared ``grp`` number.
+  ``"<ResourceType>.<param>$<part>"`` with a shared ``grp`` number. Outside ``idx_token`` (where every
+  composite search starts) the indexes leave the parts out (``WHERE grp IS NULL``: less to write) and
+  end in ``grp`` (always NULL there) only so that queries saying ``grp IS NULL`` stay covered.
 - ``resource_state`` covers what searches check about a candidate (type, deletion, last update), so
   those checks never read the wide ``resource`` rows that carry the JSON body.
 """
@@ -56,7 +58,7 @@ CREATE TABLE IF NOT EXISTS param (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNI
 CREATE TABLE IF NOT EXISTS idx_string (
     pk INTEGER NOT NULL, seq INTEGER NOT NULL, pkey INTEGER NOT NULL, grp INTEGER, norm TEXT NOT NULL,
     exact TEXT NOT NULL, PRIMARY KEY (pk, seq)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS idx_string_norm ON idx_string (pkey, norm, exact) WHERE grp IS NULL;
+CREATE INDEX IF NOT EXISTS idx_string_norm ON idx_string (pkey, norm, exact, grp) WHERE grp IS NULL;
 
 CREATE TABLE IF NOT EXISTS idx_token (
     pk INTEGER NOT NULL, seq INTEGER NOT NULL, pkey INTEGER NOT NULL, grp INTEGER, system TEXT, code TEXT,
@@ -68,31 +70,32 @@ CREATE INDEX IF NOT EXISTS idx_token_text ON idx_token (pkey, text) WHERE text I
 CREATE TABLE IF NOT EXISTS idx_reference (
     pk INTEGER NOT NULL, seq INTEGER NOT NULL, pkey INTEGER NOT NULL, grp INTEGER, target_type TEXT,
     target_id TEXT, url TEXT, PRIMARY KEY (pk, seq)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS idx_reference_target ON idx_reference (pkey, target_id, target_type, url)
+CREATE INDEX IF NOT EXISTS idx_reference_target ON idx_reference (pkey, target_id, target_type, grp, url)
     WHERE grp IS NULL;
-CREATE INDEX IF NOT EXISTS idx_reference_url ON idx_reference (pkey, url) WHERE url IS NOT NULL AND grp IS NULL;
+CREATE INDEX IF NOT EXISTS idx_reference_url ON idx_reference (pkey, url, grp)
+    WHERE url IS NOT NULL AND grp IS NULL;
 
 CREATE TABLE IF NOT EXISTS idx_date (
     pk INTEGER NOT NULL, seq INTEGER NOT NULL, pkey INTEGER NOT NULL, grp INTEGER, low INTEGER NOT NULL,
     high INTEGER NOT NULL, PRIMARY KEY (pk, seq)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS idx_date_low ON idx_date (pkey, low, high) WHERE grp IS NULL;
-CREATE INDEX IF NOT EXISTS idx_date_high ON idx_date (pkey, high, low) WHERE grp IS NULL;
+CREATE INDEX IF NOT EXISTS idx_date_low ON idx_date (pkey, low, high, grp) WHERE grp IS NULL;
+CREATE INDEX IF NOT EXISTS idx_date_high ON idx_date (pkey, high, low, grp) WHERE grp IS NULL;
 
 CREATE TABLE IF NOT EXISTS idx_number (
     pk INTEGER NOT NULL, seq INTEGER NOT NULL, pkey INTEGER NOT NULL, grp INTEGER, value REAL NOT NULL,
     PRIMARY KEY (pk, seq)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS idx_number_value ON idx_number (pkey, value) WHERE grp IS NULL;
+CREATE INDEX IF NOT EXISTS idx_number_value ON idx_number (pkey, value, grp) WHERE grp IS NULL;
 
 CREATE TABLE IF NOT EXISTS idx_quantity (
     pk INTEGER NOT NULL, seq INTEGER NOT NULL, pkey INTEGER NOT NULL, grp INTEGER, value REAL NOT NULL,
     system TEXT, code TEXT, unit TEXT, PRIMARY KEY (pk, seq)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS idx_quantity_value ON idx_quantity (pkey, value) WHERE grp IS NULL;
-CREATE INDEX IF NOT EXISTS idx_quantity_code ON idx_quantity (pkey, code, value) WHERE grp IS NULL;
+CREATE INDEX IF NOT EXISTS idx_quantity_value ON idx_quantity (pkey, value, grp) WHERE grp IS NULL;
+CREATE INDEX IF NOT EXISTS idx_quantity_code ON idx_quantity (pkey, code, value, grp, system) WHERE grp IS NULL;
 
 CREATE TABLE IF NOT EXISTS idx_uri (
     pk INTEGER NOT NULL, seq INTEGER NOT NULL, pkey INTEGER NOT NULL, grp INTEGER, uri TEXT NOT NULL,
     PRIMARY KEY (pk, seq)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS idx_uri_uri ON idx_uri (pkey, uri) WHERE grp IS NULL;
+CREATE INDEX IF NOT EXISTS idx_uri_uri ON idx_uri (pkey, uri, grp) WHERE grp IS NULL;
 """
 
 INDEX_TABLES = ("idx_string", "idx_token", "idx_reference", "idx_date", "idx_number", "idx_quantity", "idx_uri")
