@@ -258,7 +258,7 @@ def _outside_walk(plan: SearchPlan) -> tuple[int, Fragment | None]:
 
 
 def _count(conn: sqlite3.Connection, body: Body, limit: int | None) -> int:
-    sql, params = body.sql(body.pk)
+    sql, params = body.sql(body.pk if body.distinct else "1")  # no column to read: twice as fast
     if limit is not None:
         sql += " LIMIT ?"
         params.append(limit)

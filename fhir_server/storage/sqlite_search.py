@@ -170,6 +170,13 @@ class Compiler:
         return body
 
     def _drive(self, source: Source, with_state: bool) -> Body:
+        if with_state and not source.ordered:
+            # every candidate needs its state checked: collect the pks first (sorted and deduplicated
+            # by SQLite's IN list), then check them in pk order, stopping at the page's end
+            select, params = source.select()
+            body = Body("s.pk", STATE)
+            body.add((f"s.pk IN ({select})", params))
+            return body
         if source.table is not None:
             alias, from_, from_params = source.alias, f"{source.table} {source.alias}", []
         else:
@@ -475,7 +482,10 @@ def _estimate(source: Source, count: Callable[[Fragment], int], cap: int) -> int
     """The number of rows of ``source``, or ``cap`` when it has at least that many."""
     if source.scans or (source.inner is not None and _estimate(source.inner, count, cap) >= cap):
         return cap
-    select, params = source.select()
+    if source.table is None:
+        select, params = source.select()
+    else:
+        select, params = f"SELECT 1 FROM {source.table} {source.alias} WHERE {source.where}", source.params
     return count((f"{select} LIMIT {cap}", params))
 
 
