@@ -89,6 +89,7 @@ from fhir_server.resources.validation import validate_resource
 from fhir_server.search.extract import IndexExtractor
 from fhir_server.search.registry import SearchRegistry
 from fhir_server.service.stamping import dump, now_ms, stamp
+from fhir_server.settings import Settings
 from fhir_server.storage.base import ResourceWrite, StorageTransaction
 from fhir_server.storage.sqlite import SqliteStorage
 
@@ -103,6 +104,7 @@ REQUESTS_PER_QUERY = 400
 CHECKED_PER_QUERY = 25
 VALIDATION_SAMPLE = 2000
 TARGET_P95_MS = 25.0
+TOTAL_LIMIT = Settings().total_limit
 TARGET_GROWTH = 2.0
 BASELINE = "read"
 LOINC_CODES = tuple(c[0] for c in (HEART_RATE, WEIGHT, HEIGHT, BMI, BP_PANEL, GLUCOSE, FASTING_GLUCOSE, HBA1C))
@@ -153,6 +155,7 @@ class Measurement:
     non_2xx: int
     socket_errors: int
     mean_matches: float
+    uncounted: int  # of the sampled requests, those with more matches than the server counts
     load_average: float
 
     @property
@@ -325,9 +328,10 @@ def next_link_query(getter: FhirGetter, sort_query: Query) -> Query:
     return Query("sort_next", "the next link of sort_date", tuple(paths))
 
 
-def mean_matches(getter: FhirGetter, query: Query) -> float:
-    """Mean number of matching resources (Bundle.total, else entries) over the first requests."""
-    counts = []
+def mean_matches(getter: FhirGetter, query: Query) -> tuple[float, int]:
+    """Mean number of matching resources over the first requests (Bundle.total; a searchset without
+    one has more matches than the server counts, ``TOTAL_LIMIT``), and how many had no total."""
+    counts, uncounted = [], 0
     for path in query.paths[:CHECKED_PER_QUERY]:
         body = getter.get(path)
         if body.get("resourceType") != "Bundle":
@@ -335,8 +339,9 @@ def mean_matches(getter: FhirGetter, query: Query) -> float:
         elif "total" in body:
             counts.append(int(body["total"]))  # type: ignore[arg-type]
         else:
-            counts.append(sum(1 for e in body.get("entry", []) if e.get("search", {}).get("mode") == "match"))
-    return sum(counts) / len(counts)
+            counts.append(TOTAL_LIMIT)
+            uncounted += 1
+    return sum(counts) / len(counts), uncounted
 
 
 # --- measuring ---------------------------------------------------------------------------------
@@ -349,7 +354,7 @@ class WrkRunner:
     connections: int
 
     def measure(self, query: Query, base_url: str, duration_s: int, work_dir: Path,
-                matches: float) -> Measurement:
+                matches: tuple[float, int]) -> Measurement:
         paths_file = work_dir / f"{query.name}.paths"
         paths_file.write_text("\n".join(query.paths) + "\n")
         env = {**os.environ, "BENCH_PATHS_FILE": str(paths_file)}
@@ -373,7 +378,8 @@ class WrkRunner:
             max_ms=raw["max_us"] / 1000,
             non_2xx=int(raw["non_2xx"]),
             socket_errors=_socket_errors(raw),
-            mean_matches=round(matches, 1),
+            mean_matches=round(matches[0], 1),
+            uncounted=matches[1],
             load_average=round(max(load_average, os.getloadavg()[0]), 2),
         )
 
@@ -440,7 +446,8 @@ def format_stage(title: str, measurements: Sequence[Measurement]) -> str:
     header = f"{'query':<15}{'matches':>9}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'load':>7}"
     rows = [title, header, "-" * len(header)]
     for m in measurements:
-        rows.append(f"{m.query:<15}{m.mean_matches:>9.1f}{m.requests_per_s:>9.1f}{m.p50_ms:>9.2f}"
+        matches = f">{TOTAL_LIMIT:,}" if m.uncounted == CHECKED_PER_QUERY else f"{m.mean_matches:.1f}"
+        rows.append(f"{m.query:<15}{matches:>9}{m.requests_per_s:>9.1f}{m.p50_ms:>9.2f}"
                     f"{m.p95_ms:>9.2f}{m.p99_ms:>9.2f}{m.load_average:>7.2f}")
     return "\n".join(rows)
 
