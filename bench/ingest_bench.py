@@ -265,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         _log("measuring the validation floor ...")
         floor, validated = validation_floor(originals)
         load_before = os.getloadavg()
-        with tempfile.TemporaryDirectory(prefix="ingest-bench-") as scratch, Server(args.workers, Path(scratch)) as server:
+        with (tempfile.TemporaryDirectory(prefix="ingest-bench-") as scratch,
+              Server(args.workers, Path(scratch)) as server):
             synthea = post_all(server, "synthea", originals, counts, args.clients)
             synthetic = post_all(server, "synthetic", copies, copy_counts, args.clients)
             stored = stored_versions(server.base_url)

@@ -161,9 +161,9 @@ class DocumentService:
             return self.resources.read(policy, resource_type, id)
         except FhirError as error:
             if error.status in (404, 410):
+                state = "was deleted" if error.status == 410 else "is not stored"
                 raise FhirError(422, "processing", f"cannot assemble the document: {source.resource_type}/"
-                                                   f"{source.id} refers to {resource_type}/{id}, which "
-                                                   f"{'was deleted' if error.status == 410 else 'is not stored'}") from None
+                                                   f"{source.id} refers to {resource_type}/{id}, which {state}") from None
             raise
 
 

@@ -19,7 +19,8 @@ def _store_parts(client: TestClient) -> dict[str, dict]:
     resources = [e["resource"] for e in orjson.loads(text)["entry"]]
     resources[4]["serviceProvider"] = {"reference": "Organization/ward-org"}
     resources.append({"resourceType": "Organization", "id": "ward-org", "name": "Medical ward 3"})
-    entries = [{"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}} for r in resources]
+    entries = [{"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
+               for r in resources]
     response = client.post("/", json={"resourceType": "Bundle", "type": "transaction", "entry": entries})
     assert response.status_code == 200, response.text
     return {f"{r['resourceType']}/{r['id']}": r for r in resources}

@@ -118,5 +118,6 @@ def test_a_patients_documents_are_found_through_the_stored_patient(client: TestC
 
 def test_transaction_and_collection_bundles_stored_at_bundle_are_not_checked_as_documents(client: TestClient) -> None:
     collection = {"resourceType": "Bundle", "type": "collection",
-                  "entry": [{"resource": {"resourceType": "Patient", "managingOrganization": {"reference": "urn:uuid:x"}}}]}
+                  "entry": [{"resource": {"resourceType": "Patient",
+                                          "managingOrganization": {"reference": "urn:uuid:x"}}}]}
     assert client.post("/Bundle", json=collection).status_code == 201

@@ -167,7 +167,8 @@ def test_if_none_exist_reuses_the_existing_resource_and_its_references_point_at_
 
 
 def test_if_none_exist_creates_when_nothing_matches_and_412_when_several_do(client: TestClient) -> None:
-    entries = ok(client.post("/", json=transaction(post(examples.patient(), ifNoneExist=f"Patient?identifier={IDENT}"))))
+    first = transaction(post(examples.patient(), ifNoneExist=f"Patient?identifier={IDENT}"))
+    entries = ok(client.post("/", json=first))
     assert entries[0]["response"]["status"] == "201 Created"
     client.post("/Patient", json=examples.patient())
     response = client.post("/", json=transaction(post(examples.patient(), ifNoneExist=f"identifier={IDENT}")))
@@ -181,13 +182,15 @@ def test_if_match_on_update_patch_and_delete(client: TestClient) -> None:
     doc = client.post("/Practitioner", json=examples.practitioner()).json()
     entries = ok(client.post("/", json=transaction(
         put(f"Patient/{patient['id']}", {**patient, "gender": "other"}, ifMatch='W/"1"'),
-        json_patch(f"Organization/{org['id']}", [{"op": "replace", "path": "/active", "value": False}], ifMatch='W/"1"'),
+        json_patch(f"Organization/{org['id']}", [{"op": "replace", "path": "/active", "value": False}],
+                   ifMatch='W/"1"'),
         request("DELETE", f"Practitioner/{doc['id']}", ifMatch='W/"1"'),
     )))
     assert [e["response"]["status"] for e in entries] == ["200 OK", "200 OK", "204 No Content"]
     assert client.get(f"/Organization/{org['id']}").json()["active"] is False
     stale = client.post("/", json=transaction(
-        json_patch(f"Organization/{org['id']}", [{"op": "replace", "path": "/active", "value": True}], ifMatch='W/"1"')))
+        json_patch(f"Organization/{org['id']}", [{"op": "replace", "path": "/active", "value": True}],
+                   ifMatch='W/"1"')))
     assert stale.status_code == 412
     assert client.get(f"/Organization/{org['id']}").json()["active"] is False
 
@@ -223,7 +226,8 @@ def test_conditional_delete_url_deletes_the_single_match_and_fails_without_one(c
     assert entries[0]["response"]["status"] == "204 No Content"
     assert client.get(f"/Organization/{org['id']}").status_code == 410
     response = client.post("/", json=transaction(
-        post(examples.patient()), request("DELETE", "Organization?identifier=https://facility.abdm.gov.in|IN0510000183")))
+        post(examples.patient()),
+        request("DELETE", "Organization?identifier=https://facility.abdm.gov.in|IN0510000183")))
     assert response.status_code == 404
     assert total(client, "/Patient") == 0
 
@@ -299,8 +303,10 @@ def test_bad_bundles_get_400_operation_outcomes(client: TestClient) -> None:
         orjson.dumps(transaction({"resource": examples.patient(), "request": {"method": "FETCH", "url": "Patient"}})),
         orjson.dumps(transaction({"resource": examples.patient(), "request": {"method": "POST"}})),
         orjson.dumps(transaction({"resource": "Patient", "request": {"method": "POST", "url": "Patient"}})),
-        orjson.dumps(transaction({"resource": examples.patient(), "request": {"method": "POST", "url": "Patient/1/x/y"}})),
-        orjson.dumps(transaction({"resource": examples.patient(), "request": {"method": "POST", "url": "Observation"}})),
+        orjson.dumps(transaction({"resource": examples.patient(),
+                                  "request": {"method": "POST", "url": "Patient/1/x/y"}})),
+        orjson.dumps(transaction({"resource": examples.patient(), "request": {"method": "POST",
+                                                                              "url": "Observation"}})),
         orjson.dumps(transaction({"request": {"method": "PUT", "url": "Patient/1"}})),
         orjson.dumps(transaction({"request": {"method": "GET", "url": "Patient?birthdate=notadate"}})),
         orjson.dumps(transaction({"request": {"method": "GET", "url": "Patient/1/$everything"}})),
@@ -328,7 +334,8 @@ def test_concurrent_transactions_with_the_same_conditional_create_leave_one_reso
     server = live_server()
     body = transaction(post(examples.patient(), "urn:uuid:bbbbbbbb-0000-4000-8000-0",
                             ifNoneExist=f"identifier={IDENT}"),
-                       post({**examples.blood_pressure("x"), "subject": {"reference": "urn:uuid:bbbbbbbb-0000-4000-8000-0"}}))
+                       post({**examples.blood_pressure("x"),
+                             "subject": {"reference": "urn:uuid:bbbbbbbb-0000-4000-8000-0"}}))
 
     def attempt(_: int) -> httpx.Response:
         with httpx.Client(base_url=server.url, timeout=120) as http:
@@ -353,7 +360,8 @@ def test_concurrent_transactions_patching_one_resource_lose_no_update(live_serve
         patient = http.post("/Patient", json=examples.patient()).json()
 
     def attempt(n: int) -> httpx.Response:
-        operation = [{"op": "add", "path": "/identifier/-", "value": {"system": "https://example.org/n", "value": str(n)}}]
+        identifier = {"system": "https://example.org/n", "value": str(n)}
+        operation = [{"op": "add", "path": "/identifier/-", "value": identifier}]
         with httpx.Client(base_url=server.url, timeout=120) as http:
             return http.post("/", json=transaction(json_patch(f"Patient/{patient['id']}", operation),
                                                    post(examples.organization())))
