@@ -265,6 +265,24 @@ def test_patch_entry_with_json_patch_binary(client: TestClient) -> None:
     assert client.get(f"/Patient/{patient['id']}").json()["gender"] == "other"
 
 
+def test_conditional_patch_url_patches_the_single_match(client: TestClient) -> None:
+    patient = client.post("/Patient", json=examples.patient()).json()
+    entries = ok(client.post("/", json=transaction(
+        json_patch(f"Patient?identifier={IDENT}", [{"op": "replace", "path": "/gender", "value": "other"}]))))
+    assert entries[0]["response"]["location"] == f"Patient/{patient['id']}/_history/2"
+    missing = transaction(json_patch(f"Patient?identifier={HEALTH_ID}|nobody", [{"op": "remove", "path": "/gender"}]))
+    assert client.post("/", json=missing).status_code == 404
+
+
+def test_capability_statement_lists_transaction_batch_and_the_operations(client: TestClient) -> None:
+    rest = client.get("/metadata").json()["rest"][0]
+    assert {"transaction", "batch"} <= {i["code"] for i in rest["interaction"]}
+    operations = {r["type"]: {o["name"] for o in r.get("operation", [])} for r in rest["resource"]}
+    assert operations["Patient"] == {"everything", "validate"}
+    assert operations["Composition"] == {"document", "validate"}
+    assert operations["Observation"] == {"validate"}
+
+
 def test_two_entries_for_one_resource_are_refused(client: TestClient) -> None:
     patient = client.post("/Patient", json=examples.patient()).json()
     response = client.post("/", json=transaction(
