@@ -123,9 +123,13 @@ def create_schema(conn: sqlite3.Connection) -> None:
 
 
 def _convert_text_keys(conn: sqlite3.Connection) -> None:
-    """Rewrite the index tables of the first layout (rowid tables keyed by text ``pkey``) in place."""
+    """Rewrite the index tables of the first layout (rowid tables keyed by text ``pkey``) in place,
+    unless another process (``serve --workers``) did so while this one waited for the write lock."""
     conn.execute("BEGIN IMMEDIATE")
     try:
+        if "seq" in {row[1] for row in conn.execute("PRAGMA table_info(idx_token)")}:
+            conn.execute("COMMIT")
+            return
         conn.execute("CREATE TABLE IF NOT EXISTS param (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)")
         for table in INDEX_TABLES:
             conn.execute(f"INSERT OR IGNORE INTO param (name) SELECT DISTINCT pkey FROM {table}")
