@@ -185,12 +185,16 @@ class ResourceService:
 
     def _write(self, tx: StorageTransaction, resource_type: str, id: str, version: int,
                resource: dict[str, Any]) -> StoredResource:
+        change = self._version(resource_type, id, version, resource)
+        tx.write(change)
+        return _stored(change)
+
+    def _version(self, resource_type: str, id: str, version: int, resource: dict[str, Any]) -> ResourceWrite:
+        """The new version as stored: stamped (id, meta), serialized, its index values extracted."""
         last_updated = now_ms()
         stamped = stamp(resource, id, version, last_updated)
-        body = dump(stamped)
-        tx.write(ResourceWrite(resource_type, id, version, last_updated, False, body,
-                               self.extractor.extract(stamped)))
-        return StoredResource(resource_type, id, version, last_updated, False, body)
+        return ResourceWrite(resource_type, id, version, last_updated, False, dump(stamped),
+                             self.extractor.extract(stamped))
 
     def _update_in(self, tx: StorageTransaction, resource_type: str, id: str, resource: dict[str, Any],
                    expected: int | None, unwanted: int | None = None) -> WriteResult:
@@ -254,6 +258,16 @@ class WriteOp:
     def resolve(self, tx: StorageTransaction) -> None:
         """Nothing to find for an interaction on a known id."""
 
+    def planned_id(self) -> str | None:
+        """The id this write will have when that needs nothing from the store (an update's URL id, a
+        plain create's new id, chosen now); None when only ``resolve`` can tell."""
+        return self.target_id
+
+    def finish(self, references: Mapping[str, str]) -> bool:
+        """Build the stored version before the storage transaction, when nothing in it depends on the
+        store (a plain create): the transaction then only writes it. False when it cannot."""
+        return False
+
     def execute(self, tx: StorageTransaction, references: Mapping[str, str]) -> WriteResult:
         raise NotImplementedError
 
@@ -273,8 +287,26 @@ class _Create(WriteOp):
         self.criteria = criteria
         self.condition = condition
         self.existing: StoredResource | None = None
+        self.ready: ResourceWrite | None = None
+
+    def planned_id(self) -> str | None:
+        if self.criteria is not None:
+            return None
+        if self.target_id is None:
+            self.target_id = new_id()
+        return self.target_id
+
+    def finish(self, references: Mapping[str, str]) -> bool:
+        target_id = self.planned_id()
+        if target_id is None:
+            return False
+        self.ready = self.service._version(self.resource_type, target_id, 1, self._body(self.resource, references))
+        return True
 
     def resolve(self, tx: StorageTransaction) -> None:
+        if self.criteria is None:
+            self.planned_id()  # a plain create keeps its id, also when the backend runs the work again
+            return
         self.existing = None
         if self.criteria is not None:
             tx.claim(f"create:{self.resource_type}?{self.condition}")
@@ -282,6 +314,9 @@ class _Create(WriteOp):
         self.target_id = self.existing.id if self.existing is not None else new_id()
 
     def execute(self, tx: StorageTransaction, references: Mapping[str, str]) -> WriteResult:
+        if self.ready is not None:
+            tx.write(self.ready)
+            return WriteResult(_stored(self.ready), created=True)
         if self.existing is not None:
             return WriteResult(self.existing, created=False, changed=False)
         assert self.target_id is not None
@@ -379,6 +414,11 @@ class _Delete(WriteOp):
         if current is None:
             raise not_found(f"{self.resource_type}/{self.target_id} is not known")
         return self.service._delete_in(tx, current, self.expected)
+
+
+def _stored(change: ResourceWrite) -> StoredResource:
+    return StoredResource(change.resource_type, change.id, change.version, change.last_updated, change.deleted,
+                          change.body)
 
 
 def _expected_version(if_match: str | None) -> int | None:

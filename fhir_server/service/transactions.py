@@ -74,6 +74,7 @@ class _Entry:
     resource: dict[str, Any] | None
     op: WriteOp | None = None
     references: dict[str, list[AnyCriterion]] = field(default_factory=dict)  # conditional references
+    cited: frozenset[str] = frozenset()  # every reference in the resource
 
     def label(self) -> str:
         where = f"Bundle.entry[{self.index}]"
@@ -129,6 +130,7 @@ class BundleService:
         writes = sorted((e for e in entries if e.op is not None), key=lambda e: _WRITE_ORDER[e.method])
         reads = [e for e in entries if e.op is None and e.target.id is not None and e.target.version is None
                  and not e.target.history]
+        _finish_early(writes)
 
         def work(store: StorageTransaction) -> dict[int, _Outcome]:
             tx = BufferedTransaction(store)
@@ -303,8 +305,9 @@ class BundleService:
             entry.op = self.resources.prepare_conditional_delete(policy, resource_type, _condition(target, "DELETE"),
                                                                  if_match)
         if transaction and entry.op.raw is not None:
+            entry.cited = frozenset(references_in(entry.op.raw))
             entry.references = {reference: self._reference_criteria(reference)
-                                for reference in set(references_in(entry.op.raw)) if _conditional(reference)}
+                                for reference in entry.cited if _conditional(reference)}
 
     def _reference_criteria(self, reference: str) -> list[AnyCriterion]:
         resource_type, _, query = reference.partition("?")
@@ -369,6 +372,27 @@ def _named(error: FhirError, entry: _Entry) -> FhirError:
                             tuple(dict.fromkeys(expression))))
     return FhirError(error.status, issues[0].code if issues else "processing", str(error), issues=issues,
                      headers=error.headers)
+
+
+def _finish_early(writes: list[_Entry]) -> None:
+    """Build, before the storage transaction, every create that needs nothing from the store: its id
+    is new, and it cites no conditional reference and no fullUrl whose id only the transaction can
+    tell (a conditional create's or update's). Its transaction then only writes it, so the store's
+    write lock is held for the writes alone."""
+    known: dict[str, str] = {}
+    pending: set[str] = set()
+    for entry in writes:
+        assert entry.op is not None
+        planned = entry.op.planned_id() if entry.method in ("POST", "PUT") else None
+        if entry.full_url and entry.method in ("POST", "PUT"):
+            if planned is None:
+                pending.add(entry.full_url)
+            else:
+                known[entry.full_url] = f"{entry.op.resource_type}/{planned}"
+    for entry in writes:
+        if entry.method == "POST" and not entry.references and pending.isdisjoint(entry.cited):
+            assert entry.op is not None
+            entry.op.finish(known)
 
 
 def _claim_identity(claimed: dict[tuple[str, str], _Entry], entry: _Entry) -> None:

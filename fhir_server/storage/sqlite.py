@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -48,6 +49,7 @@ T = TypeVar("T")
 
 _RESOURCE_COLUMNS = "type, id, version, last_updated, deleted, body"
 _MAX_GROUP = 256  # works per group commit
+_WRITE_LOCK_TIMEOUT_S = 30.0
 
 
 class _Pending:
@@ -300,6 +302,21 @@ def _find(conn: sqlite3.Connection, keys: Callable[[Sequence[str]], list[int]], 
     return [found[pk] for pk in pks if pk in found]
 
 
+def _begin(conn: sqlite3.Connection) -> None:
+    """``BEGIN IMMEDIATE``, trying again every millisecond while another process (``serve --workers``)
+    holds the write lock. SQLite's own busy handler sleeps up to 100 ms between tries, leaving the
+    lock unused for much of that time when processes take turns writing large bundles."""
+    deadline = time.monotonic() + _WRITE_LOCK_TIMEOUT_S
+    while True:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.001)
+
+
 class SqliteStorage:
     inline_reads = True  # a read is a B-tree lookup of microseconds: not worth a thread hop
 
@@ -315,6 +332,7 @@ class SqliteStorage:
         self._params = ParamKeys()
         self._writer = self._connect()
         create_schema(self._writer)
+        self._writer.execute("PRAGMA busy_timeout=0")  # _begin waits for the write lock instead
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=30)
@@ -528,7 +546,7 @@ class SqliteStorage:
         conn = self._writer
         tx = SqliteTransaction(conn, self._params)
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            _begin(conn)
             for item in batch:
                 conn.execute("SAVEPOINT work")
                 try:
