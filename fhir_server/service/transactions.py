@@ -11,6 +11,11 @@ PUT/PATCH are written, then reads. Searches, history and version reads (GET) run
 commit, against a state that includes the transaction's writes. The first failing entry fails the
 whole transaction with its own status and an OperationOutcome naming the entry.
 
+Everything that needs no stored data happens before the work: entries are checked and validated,
+and plain creates (new id, no conditional reference, no reference to an entry whose id only the
+work can tell) are built completely, so the store's write lock is held for little more than the
+writes themselves. All writes of the work go to the store together (``storage.buffer``).
+
 A **batch** runs each entry as its own work; every outcome, success or OperationOutcome, is
 reported in the ``batch-response``, in request order.
 """
@@ -45,7 +50,6 @@ from fhir_server.storage.buffer import BufferedTransaction
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 _WRITE_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2}
 _MERGE_PATCH = "application/merge-patch+json"
-_LOCAL_PREFIXES = ("urn:uuid:", "urn:oid:")
 
 
 @dataclass(slots=True)
