@@ -2,7 +2,7 @@
 the same run.
 
 Usage:
-    python bench/ingest_bench.py [--resources 200000] [--clients 4] [--workers N] [--check]
+    python bench/ingest_bench.py [--resources 200000] [--clients 8] [--workers N] [--check]
 
 What it does, all on the loopback interface:
   1. Reads the Synthea transaction bundles of ../shared/data/synthea (24 patients, 7,214
@@ -77,6 +77,7 @@ class Phase:
     seconds: float
     failed: int
     server_cpu_seconds: float = 0.0  # CPU the server processes used during the phase
+    client_cpu_seconds: float = 0.0  # CPU this process (the clients) used during the phase
 
     @property
     def rate(self) -> float:
@@ -232,6 +233,7 @@ def post_all(server: Server, name: str, bundles: list[bytes], counts: list[int],
     _log(f"{name}: posting {len(bundles)} bundles ({sum(counts)} resources) from {clients} clients ...")
     threads = [threading.Thread(target=client) for _ in range(clients)]
     cpu_before = server.cpu_seconds()
+    client_before = time.process_time()
     started = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -239,9 +241,10 @@ def post_all(server: Server, name: str, bundles: list[bytes], counts: list[int],
         thread.join()
     seconds = time.perf_counter() - started
     cpu = server.cpu_seconds() - cpu_before
+    client_cpu = time.process_time() - client_before
     for failure in failures[:5]:
         _log(failure)
-    return Phase(name, len(bundles), done[0], seconds, len(failures), cpu)
+    return Phase(name, len(bundles), done[0], seconds, len(failures), cpu, client_cpu)
 
 
 def stored_versions(base_url: str) -> int:
@@ -252,7 +255,7 @@ def stored_versions(base_url: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--resources", type=int, default=200_000, help="size of the synthetic load (minimum)")
-    parser.add_argument("--clients", type=int, default=4, help="concurrent clients")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="server worker processes")
     parser.add_argument("--check", action="store_true", help="exit 1 below the project's targets")
     args = parser.parse_args(argv)
@@ -277,10 +280,11 @@ def main(argv: list[str] | None = None) -> int:
     posted = synthea.resources + synthetic.resources
     ratio = synthetic.rate / floor
     print(f"{'phase':<10} {'bundles':>8} {'resources':>10} {'seconds':>9} {'resources/s':>12} {'failed':>7} "
-          f"{'server CPU ms/resource':>23}")
+          f"{'server CPU ms/res':>18} {'server CPUs busy':>17} {'client CPUs busy':>17}")
     for phase in (synthea, synthetic):
         print(f"{phase.name:<10} {phase.bundles:>8} {phase.resources:>10} {phase.seconds:>9.1f} {phase.rate:>12.0f} "
-              f"{phase.failed:>7} {phase.server_cpu_seconds * 1000 / max(phase.resources, 1):>23.2f}")
+              f"{phase.failed:>7} {phase.server_cpu_seconds * 1000 / max(phase.resources, 1):>18.2f} "
+              f"{phase.server_cpu_seconds / phase.seconds:>17.2f} {phase.client_cpu_seconds / phase.seconds:>17.2f}")
     print(f"validation floor: {floor:.0f} resources/s (model_validate_json of {validated} resources, one thread)")
     print(f"ratio (synthetic / floor): {ratio:.2f}   server workers: {args.workers}   clients: {args.clients}")
     print(f"load average before: {' '.join(f'{x:.2f}' for x in load_before)}   "
