@@ -93,7 +93,7 @@ class EverythingService:
                 for stored in self._members(resource_type, codes, patient.id):
                     members.setdefault((stored.resource_type, stored.id), stored)
         members.pop(("Patient", patient.id), None)
-        targets = sorted({key for stored in members.values() for key in _references(stored.body)
+        targets = sorted({key for stored in [patient, *members.values()] for key in _references(stored.body)
                           if key[0] in REFERENCED_TYPES and wanted(key[0]) and key not in members})
         referenced = [stored for stored in (self.storage.read(t, i) for t, i in targets)
                       if stored is not None and not stored.deleted]

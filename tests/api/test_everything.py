@@ -27,10 +27,11 @@ def _keys(bundle: dict) -> list[str]:
 
 
 def _population(client: TestClient) -> tuple[str, set[str]]:
-    patient = _create(client, examples.patient())
-    pid = patient.split("/")[1]
-    practitioner = _create(client, examples.practitioner())
     organization = _create(client, examples.organization())
+    practitioner = _create(client, examples.practitioner())
+    family_doctor = _create(client, {**examples.practitioner(), "name": [{"text": "Dr. Meera Nair"}]})
+    patient = _create(client, {**examples.patient(), "generalPractitioner": [{"reference": family_doctor}]})
+    pid = patient.split("/")[1]
     medication = _create(client, {"resourceType": "Medication", "code": {"text": "Amlodipine 5 mg"}})
     location = _create(client, {"resourceType": "Location", "name": "OPD 2"})
     encounter = examples.encounter(pid)
@@ -40,7 +41,7 @@ def _population(client: TestClient) -> tuple[str, set[str]]:
     request = examples.medication_request(pid)
     request.pop("medicationCodeableConcept")
     request["medicationReference"] = {"reference": medication}
-    mine = {patient, practitioner, organization, medication, location,
+    mine = {patient, practitioner, family_doctor, organization, medication, location,
             _create(client, encounter), _create(client, examples.blood_pressure(pid)), _create(client, request),
             _create(client, {"resourceType": "AllergyIntolerance", "patient": {"reference": patient},
                              "code": {"text": "Cashew nuts"}})}
