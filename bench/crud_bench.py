@@ -16,6 +16,8 @@ What it does, all on the loopback interface and bounded in time:
   5. Prints req/s, p50 and p99 latency and the count of non-2xx responses and socket errors per
      phase, the baseline's req/s and each phase's ratio to it (ratio_read = read req/s / baseline
      req/s), and writes the same figures to bench/results/crud.json.
+Every request, the baseline's too (same request size), carries a bearer token of a facility system
+client (bench/bench_auth.py), minted afresh for each phase.
 
 Exit status: 0 when every phase had only 2xx responses; 1 when a phase had a non-2xx response or a
 socket error, or when the setup failed; with --check, also 1 when ratio_read is below 0.6 or the
@@ -44,6 +46,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
+
+from bench_auth import TOKEN_ENV, bearer, mint_token
+
+from fhir_server.settings import Settings
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -332,8 +338,9 @@ class UvicornServer:
 class FhirClient:
     """Just enough of a FHIR client to prepare the benchmark over one keep-alive connection."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, token: str) -> None:
         self._connection = http.client.HTTPConnection(HOST, port, timeout=10)
+        self._token = token
 
     def __enter__(self) -> FhirClient:
         return self
@@ -342,7 +349,7 @@ class FhirClient:
         self._connection.close()
 
     def request(self, method: str, path: str, body: bytes | None, expect: int) -> bytes:
-        headers = {"Accept": FHIR_JSON}
+        headers = {"Accept": FHIR_JSON, **bearer(self._token)}
         if body is not None:
             headers["Content-Type"] = FHIR_JSON
         self._connection.request(method, path, body=body, headers=headers)
@@ -423,13 +430,16 @@ class Wrk:
         return PhaseResult.from_wrk(phase, json.loads(lines[0][len(marker) :]))
 
 
-def measure_baseline(wrk: Wrk, body: bytes, duration_s: int, work_dir: Path) -> PhaseResult:
+def measure_baseline(wrk: Wrk, body: bytes, duration_s: int, work_dir: Path, token: str) -> PhaseResult:
+    """The baseline ignores the token; it is sent so that its requests are as big as the server's."""
     body_file = work_dir / "baseline-body.json"
     body_file.write_bytes(body)
     env = {**os.environ, "BENCH_BASELINE_BODY_FILE": str(body_file)}
     with UvicornServer("baseline", "baseline_app:app_from_env", BENCH_DIR, env, work_dir) as server:
         server.wait_until_ready("/baseline")
-        return wrk.measure("baseline", LUA_DIR / "baseline.lua", server.base_url, duration_s)
+        return wrk.measure(
+            "baseline", LUA_DIR / "baseline.lua", server.base_url, duration_s, {TOKEN_ENV: token}
+        )
 
 
 def measure_server(
@@ -444,11 +454,13 @@ def measure_server(
 
     env = {key: value for key, value in os.environ.items() if key != "MONGODB_URI"}
     env["FHIR_STORE"] = f"sqlite:///{work_dir / 'bench.db'}"
+    settings = Settings.from_env(env)
+    seed_token = mint_token(settings)
     factory = "fhir_server.app:app_from_env"
     with UvicornServer("fhir-server", factory, REPO_ROOT, env, work_dir) as server:
         server.wait_until_ready("/metadata")
         _log(f"creating {SEED_COUNT} Patients for the read and update phases ...")
-        with FhirClient(server.port) as client:
+        with FhirClient(server.port, seed_token) as client:
             ids = seed_patients(client, create_body, SEED_COUNT)
             read_body = client.request("GET", f"/Patient/{ids[0]}", None, expect=200)
             update_body = update_template.replace(ID_PLACEHOLDER.encode(), ids[0].encode())
@@ -456,7 +468,7 @@ def measure_server(
         ids_file = work_dir / "ids.txt"
         ids_file.write_text("\n".join(ids) + "\n")
 
-        baseline = measure_baseline(wrk, read_body, duration_s, work_dir)
+        baseline = measure_baseline(wrk, read_body, duration_s, work_dir, mint_token(settings))
 
         script_env = {
             "create": {"BENCH_BODY_FILE": str(work_dir / "create.json")},
@@ -468,7 +480,11 @@ def measure_server(
         }
         phases = [
             wrk.measure(
-                phase, LUA_DIR / f"{phase}.lua", server.base_url, duration_s, script_env[phase]
+                phase,
+                LUA_DIR / f"{phase}.lua",
+                server.base_url,
+                duration_s,
+                {**script_env[phase], TOKEN_ENV: mint_token(settings)},
             )
             for phase in PHASES
         ]
@@ -606,7 +622,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             work_dir = Path(tmp)
             if args.only_baseline:
                 body = synthetic_read_body(benchmark_patient())
-                baseline = measure_baseline(wrk, body, args.duration, work_dir)
+                token = mint_token(Settings(store_url=f"sqlite:///{work_dir / 'keys.db'}"))
+                baseline = measure_baseline(wrk, body, args.duration, work_dir, token)
                 print(format_table(baseline, []))
                 print(f"body: {len(body)} B (synthetic)")
                 return _report_failures([baseline])

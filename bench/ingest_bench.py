@@ -18,10 +18,14 @@ What it does, all on the loopback interface:
   4. Phase "synthea": posts the 24 original bundles as transactions from --clients concurrent
      clients (Prefer: return=minimal) and times them end to end.
   5. Phase "synthetic": posts the copies the same way, into the same (growing) store.
-  6. Checks that the store holds exactly what was posted (system history count), prints
+  6. Checks that the store holds exactly what was posted (every version in the SQLite file, read
+     through the storage class once the server has stopped: over HTTP the bench's facility would
+     see only the records it holds, and a system history without a total), prints
      resources/s per phase, the validation floor, ratio = synthetic resources/s / floor, and the
      load average before and after (the machine is shared: measure when it is quiet), and writes
      bench/results/ingest.json.
+Every request carries a bearer token of a "bench-facility" system client (bench/bench_auth.py),
+minted afresh for each phase, the first one before the server starts.
 
 Exit status: 0 when every bundle was accepted; 1 when one was not or the setup failed; with
 --check, also 1 when the synthetic phase is below 1,500 resources/s or below 0.35 x the floor.
@@ -52,6 +56,11 @@ from random import Random
 import httpx
 import orjson
 from fhir.resources.R4B import get_fhir_model_class
+
+from bench_auth import bearer, mint_token
+from fhir_server.settings import Settings
+from fhir_server.storage.base import HistoryQuery
+from fhir_server.storage.sqlite import SqliteStorage
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -151,17 +160,19 @@ class Server:
         self.workers = workers
         self.work_dir = work_dir
         self.log_path = work_dir / "server.log"
+        self.db_path = work_dir / "ingest.db"
+        self.env = {k: v for k, v in os.environ.items() if k != "MONGODB_URI"}
+        self.env["FHIR_STORE"] = f"sqlite:///{self.db_path}"
+        self.settings = Settings.from_env(self.env)
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Server:
-        env = {k: v for k, v in os.environ.items() if k != "MONGODB_URI"}
-        env["FHIR_STORE"] = f"sqlite:///{self.work_dir / 'ingest.db'}"
         command = [sys.executable, "-m", "uvicorn", "--factory", "fhir_server.app:app_from_env",
                    "--app-dir", str(REPO_ROOT), "--host", HOST, "--port", str(self.port),
                    "--workers", str(self.workers), "--loop", "uvloop", "--http", "httptools",
                    "--no-access-log", "--log-level", "warning"]
         with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(command, env=env, cwd=self.work_dir, stdin=subprocess.DEVNULL,
+            self.process = subprocess.Popen(command, env=self.env, cwd=self.work_dir, stdin=subprocess.DEVNULL,
                                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -206,7 +217,8 @@ class Server:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def post_all(server: Server, name: str, bundles: list[bytes], counts: list[int], clients: int) -> Phase:
+def post_all(server: Server, name: str, bundles: list[bytes], counts: list[int], clients: int,
+             token: str) -> Phase:
     """Post every bundle as a transaction from ``clients`` threads; time from first send to last answer."""
     work: queue.Queue[int] = queue.Queue()
     for i in range(len(bundles)):
@@ -214,7 +226,7 @@ def post_all(server: Server, name: str, bundles: list[bytes], counts: list[int],
     failures: list[str] = []
     done = [0]
     lock = threading.Lock()
-    headers = {"Content-Type": "application/fhir+json", "Prefer": "return=minimal"}
+    headers = {"Content-Type": "application/fhir+json", "Prefer": "return=minimal", **bearer(token)}
 
     def client() -> None:
         with httpx.Client(base_url=server.base_url, timeout=900) as http:
@@ -247,9 +259,15 @@ def post_all(server: Server, name: str, bundles: list[bytes], counts: list[int],
     return Phase(name, len(bundles), done[0], seconds, len(failures), cpu, client_cpu)
 
 
-def stored_versions(base_url: str) -> int:
-    with urllib.request.urlopen(base_url + "/_history?_count=0", timeout=120) as response:
-        return json.loads(response.read())["total"]
+def stored_versions(db_path: Path) -> int:
+    """Every version in the store, whoever holds it."""
+    storage = SqliteStorage(str(db_path))
+    try:
+        total = storage.history(HistoryQuery(count=0)).total
+    finally:
+        storage.close()
+    assert total is not None  # the SQLite store always counts a system history
+    return total
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -268,11 +286,14 @@ def main(argv: list[str] | None = None) -> int:
         _log("measuring the validation floor ...")
         floor, validated = validation_floor(originals)
         load_before = os.getloadavg()
-        with (tempfile.TemporaryDirectory(prefix="ingest-bench-") as scratch,
-              Server(args.workers, Path(scratch)) as server):
-            synthea = post_all(server, "synthea", originals, counts, args.clients)
-            synthetic = post_all(server, "synthetic", copies, copy_counts, args.clients)
-            stored = stored_versions(server.base_url)
+        with tempfile.TemporaryDirectory(prefix="ingest-bench-") as scratch:
+            server = Server(args.workers, Path(scratch))
+            token = mint_token(server.settings)  # stores the signing key first: every worker loads that one
+            with server:
+                synthea = post_all(server, "synthea", originals, counts, args.clients, token)
+                synthetic = post_all(server, "synthetic", copies, copy_counts, args.clients,
+                                     mint_token(server.settings))
+            stored = stored_versions(server.db_path)
         load_after = os.getloadavg()
     except BenchError as error:
         _log(f"error: {error}")

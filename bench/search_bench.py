@@ -8,17 +8,20 @@ What it does, all on the loopback interface and bounded in time:
   1. Plans the synthetic population of bench/population.py (10,000 patients, about 540,000
      resources) and loads its first 50,000 resources (5 per patient of --patients) into a fresh
      SQLite store in a temporary directory, through the server's own storage class, stamping
-     (id, meta) and index extraction, 1,000 writes per transaction (one ``write_many``). Loading
-     speed is reported in resources/s, with the time split between preparing (stamp, serialize,
-     extract index values) and storing; resource validation, which this bulk path skips, is timed
-     on a sample.
+     (id, meta, and the record-holder label of the facility "bench-facility", as the server labels
+     that facility's writes) and index extraction, 1,000 writes per transaction (one
+     ``write_many``). Loading speed is reported in resources/s, with the time split between
+     preparing (stamp, serialize, extract index values) and storing; resource validation, which
+     this bulk path skips, is timed on a sample.
   2. Starts the real server on that store (uvicorn with the flags of crud_bench.py), checks every
      prepared request once (all must answer 200; the mean number of matches is reported), then
      measures each query with wrk for --duration seconds after a 2-second warm-up, with
      --connections concurrent clients, cycling through a few hundred prebuilt requests whose
      patients, codes, names and dates vary (drawn from the loaded part of the population).
      Queries: read-by-id (the baseline), token, patient + date range, string prefix, chained,
-     _include, _revinclude, _has, composite, _sort=-date first page, and its next link.
+     _include, _revinclude, _has, composite, _sort=-date first page, and its next link. Every
+     request carries a bearer token of a "bench-facility" system client (bench/bench_auth.py),
+     minted afresh for each query, so it sees the records that facility holds: all of them.
   3. Stops the server, loads the rest of the population, and measures again.
   4. Prints p50, p95 and req/s per query at both sizes, p95(full)/p95(first) ("growth") and each
      query's p95 relative to read-by-id, and writes everything to bench/results/search.json,
@@ -50,6 +53,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
+from bench_auth import BENCH_FACILITY, TOKEN_ENV, bearer, mint_token
 from crud_bench import (
     HOST,
     UVICORN_FLAGS,
@@ -85,6 +89,7 @@ from population import (
     plan_population,
 )
 
+from consent.policy import holder_label, with_holders
 from fhir_server.resources.validation import validate_resource
 from fhir_server.search.extract import IndexExtractor
 from fhir_server.search.registry import SearchRegistry
@@ -167,12 +172,14 @@ class Measurement:
 
 
 class Loader:
-    """Writes resources with their ids as given, the way the server writes a create: stamped meta,
-    index values from the server's extractor, current version + history + index rows together."""
+    """Writes resources with their ids as given, the way the server writes a create by a
+    ``BENCH_FACILITY`` caller: stamped meta with that facility as record holder, index values from
+    the server's extractor, current version + history + index rows together."""
 
     def __init__(self, db_path: Path) -> None:
         self._db_path = db_path
         self._extractor = IndexExtractor(SearchRegistry.load())
+        self._holders = [holder_label(BENCH_FACILITY)]
 
     def load(self, resources: Iterable[dict[str, object]]) -> LoadStats:
         storage = SqliteStorage(str(self._db_path))
@@ -197,7 +204,7 @@ class Loader:
     def _prepare(self, resource: dict[str, object]) -> ResourceWrite:
         resource_type, resource_id = str(resource["resourceType"]), str(resource["id"])
         last_updated = now_ms()
-        stamped = stamp(resource, resource_id, 1, last_updated)
+        stamped = stamp(with_holders(resource, self._holders), resource_id, 1, last_updated)
         return ResourceWrite(resource_type, resource_id, 1, last_updated, False, dump(stamped),
                              self._extractor.extract(stamped))
 
@@ -297,8 +304,9 @@ def build_queries(patients: Sequence[PatientSeed], seed: int) -> list[Query]:
 class FhirGetter:
     """GETs over one keep-alive connection, for checking requests and following next links."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, token: str) -> None:
         self._connection = http.client.HTTPConnection(HOST, port, timeout=60)
+        self._headers = {"Accept": "application/fhir+json", **bearer(token)}
 
     def __enter__(self) -> FhirGetter:
         return self
@@ -307,7 +315,7 @@ class FhirGetter:
         self._connection.close()
 
     def get(self, path: str) -> dict[str, object]:
-        self._connection.request("GET", path, headers={"Accept": "application/fhir+json"})
+        self._connection.request("GET", path, headers=self._headers)
         response = self._connection.getresponse()
         payload = response.read()
         if response.status != 200:
@@ -354,10 +362,10 @@ class WrkRunner:
     connections: int
 
     def measure(self, query: Query, base_url: str, duration_s: int, work_dir: Path,
-                matches: tuple[float, int]) -> Measurement:
+                matches: tuple[float, int], token: str) -> Measurement:
         paths_file = work_dir / f"{query.name}.paths"
         paths_file.write_text("\n".join(query.paths) + "\n")
-        env = {**os.environ, "BENCH_PATHS_FILE": str(paths_file)}
+        env = {**os.environ, "BENCH_PATHS_FILE": str(paths_file), TOKEN_ENV: token}
         _log(f"  {query.name}: {WARMUP_S} s warm-up, {duration_s} s measured ...")
         warmup = self._run(query.name, base_url, WARMUP_S, env)
         if warmup["non_2xx"] or _socket_errors(warmup):
@@ -410,14 +418,17 @@ def measure_stage(label: str, db_path: Path, work_dir: Path, runner: WrkRunner, 
                   duration_s: int) -> list[Measurement]:
     env = {key: value for key, value in os.environ.items() if key != "MONGODB_URI"}
     env["FHIR_STORE"] = f"sqlite:///{db_path}"
+    settings = Settings.from_env(env)
+    check_token = mint_token(settings)
     factory = "fhir_server.app:app_from_env"
     with UvicornServer(f"fhir-server-{label}", factory, REPO_ROOT, env, work_dir) as server:
         server.wait_until_ready("/metadata")
-        with FhirGetter(server.port) as getter:
+        with FhirGetter(server.port, check_token) as getter:
             queries = [*queries, next_link_query(getter, queries[-1])]
             matches = {q.name: mean_matches(getter, q) for q in queries}
         _log(f"{label}: measuring {len(queries)} queries with {runner.connections} connections ...")
-        return [runner.measure(q, server.base_url, duration_s, work_dir, matches[q.name]) for q in queries]
+        return [runner.measure(q, server.base_url, duration_s, work_dir, matches[q.name], mint_token(settings))
+                for q in queries]
 
 
 # --- reporting ---------------------------------------------------------------------------------

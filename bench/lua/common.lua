@@ -2,6 +2,7 @@
 -- returns the phase's raw HTTP requests (made with wrk.format); they are prebuilt once per thread
 -- and sent round-robin, each thread starting at its own offset. Every response whose status is not
 -- 2xx is counted, and done() prints one "BENCH_RESULT {json}" line for the harness to parse.
+-- Every request carries "Authorization: Bearer $BENCH_TOKEN" (bench/bench_auth.py mints it).
 local common = {}
 
 local threads = {}
@@ -24,7 +25,8 @@ function common.lines(path)
 end
 
 function common.headers(extra)
-  local headers = { ["Accept"] = "application/fhir+json" }
+  local token = assert(os.getenv("BENCH_TOKEN"), "BENCH_TOKEN is not set")
+  local headers = { ["Accept"] = "application/fhir+json", ["Authorization"] = "Bearer " .. token }
   for name, value in pairs(extra or {}) do
     headers[name] = value
   end
