@@ -226,19 +226,20 @@ class EnrollmentService:
             desired = patient_resource(enrollee, health_id, facility_id)
             query = f"identifier={HEALTH_ID_SYSTEM}|{health_id.formatted}"
         resource_type = desired["resourceType"]
+        writer = AccessPolicy.for_holder(facility_id)  # the enrolling facility holds the record it creates
         if current is not None:
             id = current.partition("/")[2]
             existing: dict[str, Any] | None = orjson.loads(self._resources.read(self._policy, resource_type, id).body)
         else:  # a resource with an imported health ID may exist already: keep what it holds
-            result = self._resources.create(self._policy, resource_type, desired, if_none_exist=query)
+            result = self._resources.create(writer, resource_type, desired, if_none_exist=query)
             id = result.stored.id
             existing = None if result.changed else orjson.loads(result.stored.body)
         if existing is not None:
             merged = merge_person(existing, desired)
             if not same_content(merged, existing):
-                self._resources.update(self._policy, resource_type, id, merged)
+                self._resources.update(writer, resource_type, id, merged)
         if enrollee.is_staff:
-            self._resources.create(self._policy, "PractitionerRole", practitioner_role(id, facility_id, enrollee.role),
+            self._resources.create(writer, "PractitionerRole", practitioner_role(id, facility_id, enrollee.role),
                                    if_none_exist=f"practitioner=Practitioner/{id}&organization=Organization/"
                                                  f"{facility_id}")
         return f"{resource_type}/{id}"

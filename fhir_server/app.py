@@ -17,6 +17,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from consent.api import install as install_identity
 from consent.clock import Clock, system_clock
+from consent.audit import AuditTrail
+from consent.authorization import Authorization
 from consent.identity import build_identity
 from fhir_server.api.capability import capability_statement
 from fhir_server.api.context import ServerContext
@@ -82,12 +84,29 @@ def build_context(settings: Settings) -> ServerContext:
     return context
 
 
-def _endpoint(context: ServerContext, route: Route):  # noqa: ANN202 - a FastAPI endpoint
+def _endpoint(context: ServerContext, route: Route, authorization: Authorization):  # noqa: ANN202 - an endpoint
+    """Every interaction but ``capabilities`` runs under the AccessPolicy of the caller's token; the
+    patient data it discloses is audited when it ends."""
     handler = route.handler
+
+    if route.interaction == "capabilities":
+        async def public(request: Request) -> Response:
+            check_accept(request)
+            return await handler(context, request)
+
+        public.__name__ = handler.__name__
+        return public
 
     async def endpoint(request: Request) -> Response:
         check_accept(request)
-        return await handler(context, request)
+        principal = authorization.principal(request.headers.get("authorization"))
+        audit = authorization.request_audit(principal, request.method, request.scope["path"])
+        request.state.policy = authorization.policy(principal, audit)
+        try:
+            return await handler(context, request)
+        finally:
+            if audit is not None:
+                audit.finish()
 
     endpoint.__name__ = handler.__name__
     return endpoint
@@ -98,6 +117,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     settings = settings or Settings()
     context = build_context(settings)
     identity = build_identity(settings, context.resources, context.search, clock)
+    audit = AuditTrail(context.resources, settings.audit_flush_seconds)
+    authorization = Authorization(identity, context.registry, context.search.extractor, audit, clock)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -106,16 +127,18 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         gc.collect()
         gc.freeze()
         yield
+        audit.close()
         identity.close()
         context.storage.close()
 
     app = FastAPI(title="fhir-server", openapi_url=None, docs_url=None, redoc_url=None,
                   redirect_slashes=False, lifespan=lifespan)
     app.state.context = context
+    app.state.authorization = authorization
     for route in ROUTES:
         # plain Starlette routes: handlers take the Request and return a Response, so FastAPI's
         # dependency and response-model machinery would only add work on the hot path
-        app.router.routes.append(StarletteRoute(route.path, _endpoint(context, route), methods=[route.method]))
+        app.router.routes.append(StarletteRoute(route.path, _endpoint(context, route, authorization), methods=[route.method]))
     install_identity(app, identity)
 
     @app.exception_handler(FhirError)

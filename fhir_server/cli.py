@@ -153,3 +153,48 @@ def rotate_keys(store: str | None) -> None:
     finally:
         close()
     click.echo(f"New signing key {key.kid} ({key.alg}); {published} keys published.")
+
+
+def _development(store: str | None, command: str):  # noqa: ANN202 - (Identity, close)
+    identity, close = _identity(store)
+    if identity.settings.production:
+        close()
+        raise click.ClickException(f"{command} is for development; FHIR_ENV=production refuses it")
+    return identity, close
+
+
+@main.command()
+@click.option("--mobile", default=None, help="Only messages to this mobile number (+91...).")
+@click.option("--last", default=5, show_default=True, help="How many of the newest messages to show.")
+@click.option("--store", default=None, help="Store URL [default: as for serve].")
+def outbox(mobile: str | None, last: int, store: str | None) -> None:
+    """Show the development outbox: the sign-in and set-password codes the server would have sent by
+    SMS when no SMS gateway is configured (FHIR_SMS_WEBHOOK_URL). Refused in production mode."""
+    identity, close = _development(store, "outbox")
+    try:
+        messages = identity.store.outbox_messages(mobile)[-last:] if last > 0 else []
+    finally:
+        close()
+    for message in messages:
+        click.echo(f"{message.created_at:%Y-%m-%d %H:%M:%S} to {message.recipient} ({message.purpose}): {message.body}")
+    if not messages:
+        click.echo("The outbox is empty.")
+
+
+@main.command("dev-token")
+@click.option("--facility", required=True, help="Id of the Organization the system acts for (its record holder).")
+@click.option("--scope", "scopes", multiple=True, default=("system/*.read", "system/*.write"), show_default=True,
+              help="SMART scopes; repeat for several.")
+@click.option("--store", default=None, help="Store URL [default: as for serve].")
+def dev_token(facility: str, scopes: tuple[str, ...], store: str | None) -> None:
+    """Print an access token of a facility EHR system, signed with the server's key, for trying the
+    API from the command line. Development only (refused when FHIR_ENV=production): real systems
+    get tokens through SMART Backend Services (POST /auth/token), people through sign-in."""
+    identity, close = _development(store, "dev-token")
+    try:
+        token, seconds = identity.issuer.issue(subject=f"dev-{facility}", role="system", scopes=scopes,
+                                               facility_id=facility, client_id=f"dev-{facility}")
+    finally:
+        close()
+    click.echo(token)
+    click.echo(f"valid for {seconds} s", err=True)

@@ -29,6 +29,7 @@ class Settings:
     password_memory_kib: int = 19 * 1024  # argon2id memory cost per password hash (OWASP minimum)
     sms_webhook_url: str | None = None  # SMS gateway: one JSON POST per message; None: development outbox
     sms_webhook_token: str | None = None  # bearer token for the SMS gateway
+    audit_flush_seconds: float = 0.2  # how often queued AuditEvents of patient-data reads are stored
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -72,4 +73,5 @@ _IDENTITY_ENV: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("password_memory_kib", "FHIR_PASSWORD_MEMORY_KIB", int),
     ("sms_webhook_url", "FHIR_SMS_WEBHOOK_URL", str),
     ("sms_webhook_token", "FHIR_SMS_WEBHOOK_TOKEN", str),
+    ("audit_flush_seconds", "FHIR_AUDIT_FLUSH_SECONDS", float),
 )

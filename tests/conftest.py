@@ -17,10 +17,13 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from fhir_server.app import create_app
 from fhir_server.settings import Settings
+from fhir_server.storage.base import HistoryQuery
+from tests.consent.kit import mint_token
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -78,15 +81,48 @@ def settings(store_url: str) -> Settings:
     return Settings(store_url=store_url)
 
 
+TEST_FACILITY = "test-facility"
+SYSTEM_SCOPES = ("system/*.read", "system/*.write")
+
+
+def facility_token(app: FastAPI, facility: str = TEST_FACILITY) -> str:
+    """A token of an EHR system registered for ``facility``: it writes records (which the server
+    labels with that facility as record holder) and reads what its facility holds. The FHIR API
+    tests run as such a client; the authorization tests use every other kind of caller too."""
+    return mint_token(app, "system", subject=f"ehr-{facility}", facility_id=facility, scopes=SYSTEM_SCOPES)
+
+
+def authorize(client: TestClient, facility: str = TEST_FACILITY) -> TestClient:
+    """Makes ``client`` send a facility system's bearer token with every request."""
+    client.headers["Authorization"] = f"Bearer {facility_token(client.app, facility)}"  # type: ignore[arg-type]
+    return client
+
+
+def stored_versions(client: TestClient, resource_type: str | None = None, id: str | None = None) -> int:
+    """How many versions the store holds (of a type, of one resource; the audit trail left out): what
+    writes left behind, counted by the storage itself, since no API caller may count other
+    facilities' records."""
+    client.app.state.authorization.audit.flush()  # type: ignore[attr-defined]
+    storage = client.app.state.context.storage  # type: ignore[attr-defined]
+
+    def count(of_type: str | None, of_id: str | None) -> int:
+        return storage.history(HistoryQuery(of_type, of_id, None, None, 0, None)).total
+
+    audit = count("AuditEvent", None) if resource_type is None else 0
+    return count(resource_type, id) - audit
+
+
 @pytest.fixture
 def make_client(settings: Settings) -> Iterator[Callable[..., TestClient]]:
+    """``make_client(**settings overrides)``: a server with a client that carries a facility
+    system's token (``token=False``: no token)."""
     clients: list[TestClient] = []
 
-    def make(**overrides: object) -> TestClient:
+    def make(token: bool = True, **overrides: object) -> TestClient:
         client = TestClient(create_app(replace(settings, **overrides)), base_url="http://testserver")
         client.__enter__()
         clients.append(client)
-        return client
+        return authorize(client) if token else client
 
     yield make
     for client in clients:
@@ -106,8 +142,9 @@ class LiveServer:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port, log_level="warning",
-                                access_log=False)
+        app = create_app(settings)
+        self.headers = {"Authorization": f"Bearer {facility_token(app)}"}  # send with every request
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

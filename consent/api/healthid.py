@@ -12,8 +12,10 @@ from starlette.responses import Response
 from consent.api.common import base, fhir_principal, identity, json_body, json_response, run
 from consent.cards import FORMATS
 from consent.health_id import HealthId, HealthIdError
+from consent.tokens import Principal
 from fhir_server.api.responses import resource_response
 from fhir_server.errors import bad_request, not_found
+from fhir_server.storage.base import StoredResource
 
 router = APIRouter()
 
@@ -37,6 +39,7 @@ async def scan(request: Request) -> Response:
     caller = fhir_principal(request)
     payload = await json_body(request)
     stored, signed = await run(identity(request).directory.scan, caller, payload, base(request))
+    _audit(request, caller, stored)
     response = resource_response(stored)
     response.headers["X-Card-Signature"] = "valid" if signed else "absent"
     return response
@@ -48,7 +51,17 @@ async def look_up(request: Request, ident: str) -> Response:
     caller = fhir_principal(request)
     directory = identity(request).directory
     find = directory.by_health_id if HealthId.looks_like(ident) else directory.by_address
-    return resource_response(await run(find, caller, ident, base(request)))
+    stored = await run(find, caller, ident, base(request))
+    _audit(request, caller, stored)
+    return resource_response(stored)
+
+
+def _audit(request: Request, caller: Principal, stored: StoredResource) -> None:
+    """A look-up hands out a person's resource: staff look-ups of patients join the audit trail."""
+    audit = request.app.state.authorization.request_audit(caller, request.method, request.url.path)
+    if audit is not None and stored.resource_type == "Patient":
+        audit.disclosed("read", f"{stored.resource_type}/{stored.id}", [stored])
+        audit.finish()
 
 
 @router.post("/healthid/{ident}/password-code")

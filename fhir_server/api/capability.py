@@ -57,9 +57,38 @@ def capability_statement(routes: Iterable[Route], registry: SearchRegistry, reso
         "patchFormat": ["application/json-patch+json", "application/merge-patch+json"],
         "rest": [{
             "mode": "server",
+            "security": _security(base_url),
             "resource": resources,
             "interaction": [{"code": code} for code in system_codes],
         }],
+    }
+
+
+def _security(base_url: str) -> dict[str, Any]:
+    """SMART on FHIR: bearer tokens from this server's token endpoint (client credentials with
+    ``private_key_jwt`` for systems; password + OTP sign-in for people), described in full at
+    ``/.well-known/smart-configuration``."""
+    return {
+        "cors": False,
+        "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                 "code": "SMART-on-FHIR", "display": "SMART-on-FHIR"}],
+                     "text": "OAuth2 bearer tokens (SMART Backend Services for systems)"}],
+        "extension": [{
+            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+            "extension": [
+                {"url": "token", "valueUri": f"{base_url}/auth/token"},
+                {"url": "revoke", "valueUri": f"{base_url}/auth/revoke"},
+            ],
+        }],
+        "description": (
+            "Every interaction but GET /metadata needs `Authorization: Bearer <access token>`. Tokens come "
+            f"from {base_url}/auth/token (SMART Backend Services client credentials) or from password + OTP "
+            f"sign-in ({base_url}/auth/login); endpoints, scopes and keys are listed at "
+            f"{base_url}/.well-known/smart-configuration. Patients read their own compartment; staff and "
+            "facility systems read the records their facility holds and write records their facility then "
+            "holds; other reads of patient data need the patient's consent. Reads of patient data by staff "
+            "are recorded as AuditEvents the patient can read."
+        ),
     }
 
 

@@ -58,7 +58,8 @@ class ServerContext:
         return neg.base_url(request, self.settings.base_url)
 
     def policy(self, request: Request) -> AccessPolicy:
-        return AccessPolicy.unrestricted()
+        """The AccessPolicy the endpoint built from the request's token (``app._endpoint``)."""
+        return request.state.policy
 
     async def run_read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         if self.inline_reads:

@@ -115,6 +115,7 @@ class ChainCriterion:
     param: str
     target_type: str
     inner: Criterion | ChainCriterion | HasCriterion
+    guard: tuple[AnyCriterion, ...] = ()  # also ANDed on the target (the access policy's row rule)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +127,7 @@ class HasCriterion:
     source_type: str
     source_param: str
     inner: Criterion | ChainCriterion | HasCriterion
+    guard: tuple[AnyCriterion, ...] = ()  # also ANDed on the source (the access policy's row rule)
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,6 +75,7 @@ class EverythingService:
             links.append(("next", at(offset + count)))
         if count and offset > 0:
             links.append(("previous", at(max(0, offset - count))))
+        policy.disclosed("operation", path, page)
         entries = [search_entry(base_url, stored, "match") for stored in page]
         return bundle("searchset", entries, links, len(record))
 
@@ -93,10 +94,11 @@ class EverythingService:
                 for stored in self._members(resource_type, codes, patient.id):
                     members.setdefault((stored.resource_type, stored.id), stored)
         members.pop(("Patient", patient.id), None)
+        members = {key: stored for key, stored in members.items() if policy.permits(stored)}
         targets = sorted({key for stored in [patient, *members.values()] for key in _references(stored.body)
                           if key[0] in REFERENCED_TYPES and wanted(key[0]) and key not in members})
         referenced = [stored for stored in (self.storage.read(t, i) for t, i in targets)
-                      if stored is not None and not stored.deleted]
+                      if stored is not None and not stored.deleted and policy.permits(stored)]
         ordered = [patient] + [members[k] for k in sorted(members)] + referenced
         return [s for s in ordered if wanted(s.resource_type) and _since_ok(s, since)]
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from consent.policy import AccessPolicy
+from consent.policy import AccessPolicy, holder_label, holders_of, with_holders
 from fhir_server.errors import FhirError, bad_request, not_found, precondition_failed
 from fhir_server.resources.validation import validate_resource
 from fhir_server.search.extract import IndexExtractor
@@ -53,6 +53,8 @@ class ResourceService:
         if stored.deleted:
             raise FhirError(410, "deleted", f"{resource_type}/{id} was deleted",
                             headers={"ETag": f'W/"{stored.version}"'})
+        policy.require_visible(stored)
+        policy.disclosed("read", f"{resource_type}/{id}", [stored])
         return stored
 
     def vread(self, policy: AccessPolicy, resource_type: str, id: str, version: str) -> StoredResource:
@@ -63,6 +65,8 @@ class ResourceService:
             raise not_found(f"{resource_type}/{id} has no version {version}")
         if stored.deleted:
             raise FhirError(410, "deleted", f"version {version} of {resource_type}/{id} is a deletion")
+        policy.require_visible(stored)
+        policy.disclosed("vread", f"{resource_type}/{id}/_history/{version}", [stored])
         return stored
 
     # --- writes ----------------------------------------------------------------------------------
@@ -107,10 +111,10 @@ class ResourceService:
                        if_none_exist: str | None = None) -> WriteOp:
         policy.require_write(resource_type)
         self._check_type(resource_type, resource)
-        criteria = self._criteria(resource_type, if_none_exist) if if_none_exist is not None else None
+        criteria = self._criteria(policy, resource_type, if_none_exist) if if_none_exist is not None else None
         resource = {k: v for k, v in resource.items() if k != "id"}
         raw = self.validate(resource_type, resource)
-        return _Create(self, resource_type, resource, raw, criteria, if_none_exist)
+        return _Create(self, policy, resource_type, resource, raw, criteria, if_none_exist)
 
     def prepare_update(self, policy: AccessPolicy, resource_type: str, id: str, resource: dict[str, Any],
                        if_match: str | None = None, if_none_match: str | None = None) -> WriteOp:
@@ -123,38 +127,40 @@ class ResourceService:
             raise bad_request(f"resource id {resource['id']!r} does not match the URL id {id!r}",
                               expression=(f"{resource_type}.id",))
         raw = self.validate(resource_type, resource)
-        return _Update(self, resource_type, id, resource, raw, _expected_version(if_match),
+        return _Update(self, policy, resource_type, id, resource, raw, _expected_version(if_match),
                        _unwanted_version(if_none_match))
 
     def prepare_conditional_update(self, policy: AccessPolicy, resource_type: str, query: str,
                                    resource: dict[str, Any], if_match: str | None = None) -> WriteOp:
         policy.require_write(resource_type)
         self._check_type(resource_type, resource)
-        criteria = self._criteria(resource_type, query)
+        criteria = self._criteria(policy, resource_type, query)
         raw = self.validate(resource_type, resource)
-        return _ConditionalUpdate(self, resource_type, query, criteria, resource, raw, _expected_version(if_match))
+        return _ConditionalUpdate(self, policy, resource_type, query, criteria, resource, raw,
+                                  _expected_version(if_match))
 
     def prepare_patch(self, policy: AccessPolicy, resource_type: str, id: str, content_type: str, patch: Any,
                       if_match: str | None = None) -> WriteOp:
         policy.require_write(resource_type)
-        return _Patch(self, resource_type, id, None, content_type, patch, _expected_version(if_match))
+        return _Patch(self, policy, resource_type, id, None, content_type, patch, _expected_version(if_match))
 
     def prepare_conditional_patch(self, policy: AccessPolicy, resource_type: str, query: str, content_type: str,
                                   patch: Any, if_match: str | None = None) -> WriteOp:
         policy.require_write(resource_type)
-        criteria = self._criteria(resource_type, query)
-        return _Patch(self, resource_type, None, (query, criteria), content_type, patch, _expected_version(if_match))
+        criteria = self._criteria(policy, resource_type, query)
+        return _Patch(self, policy, resource_type, None, (query, criteria), content_type, patch,
+                      _expected_version(if_match))
 
     def prepare_delete(self, policy: AccessPolicy, resource_type: str, id: str,
                        if_match: str | None = None) -> WriteOp:
         policy.require_write(resource_type)
-        return _Delete(self, resource_type, id, None, _expected_version(if_match))
+        return _Delete(self, policy, resource_type, id, None, _expected_version(if_match))
 
     def prepare_conditional_delete(self, policy: AccessPolicy, resource_type: str, query: str,
                                    if_match: str | None = None) -> WriteOp:
         policy.require_write(resource_type)
-        criteria = self._criteria(resource_type, query)
-        return _Delete(self, resource_type, None, (query, criteria), _expected_version(if_match))
+        criteria = self._criteria(policy, resource_type, query)
+        return _Delete(self, policy, resource_type, None, (query, criteria), _expected_version(if_match))
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -172,8 +178,9 @@ class ResourceService:
             raise bad_request(f"the body is a {body_type or 'resource without resourceType'}, "
                               f"the URL names {resource_type}", expression=("resourceType",))
 
-    def _criteria(self, resource_type: str, query: str) -> list[AnyCriterion]:
-        return parse_conditional(resource_type, query, self.registry).criteria
+    def _criteria(self, policy: AccessPolicy, resource_type: str, query: str) -> list[AnyCriterion]:
+        """A conditional interaction's criteria; they find only what the caller may see."""
+        return policy.restrict_criteria(resource_type, parse_conditional(resource_type, query, self.registry).criteria)
 
     def _single_match(self, tx: StorageTransaction, resource_type: str, criteria: list[AnyCriterion],
                       interaction: str) -> StoredResource | None:
@@ -184,34 +191,38 @@ class ResourceService:
         return matches[0] if matches else None
 
     def _write(self, tx: StorageTransaction, resource_type: str, id: str, version: int,
-               resource: dict[str, Any]) -> StoredResource:
-        change = self._version(resource_type, id, version, resource)
+               resource: dict[str, Any], holders: list[dict[str, Any]]) -> StoredResource:
+        change = self._version(resource_type, id, version, resource, holders)
         tx.write(change)
         return _stored(change)
 
-    def _version(self, resource_type: str, id: str, version: int, resource: dict[str, Any]) -> ResourceWrite:
-        """The new version as stored: stamped (id, meta), serialized, its index values extracted."""
+    def _version(self, resource_type: str, id: str, version: int, resource: dict[str, Any],
+                 holders: list[dict[str, Any]]) -> ResourceWrite:
+        """The new version as stored: stamped (id, meta, the record holders), serialized, its index
+        values extracted."""
         last_updated = now_ms()
-        stamped = stamp(resource, id, version, last_updated)
+        stamped = stamp(with_holders(resource, holders), id, version, last_updated)
         return ResourceWrite(resource_type, id, version, last_updated, False, dump(stamped),
                              self.extractor.extract(stamped))
 
-    def _update_in(self, tx: StorageTransaction, resource_type: str, id: str, resource: dict[str, Any],
-                   expected: int | None, unwanted: int | None = None) -> WriteResult:
+    def _update_in(self, tx: StorageTransaction, policy: AccessPolicy, resource_type: str, id: str,
+                   resource: dict[str, Any], expected: int | None, unwanted: int | None = None) -> WriteResult:
         current = tx.read(resource_type, id)
+        policy.require_changeable(current)
         _check_version(resource_type, id, current, expected)
         _check_not_version(resource_type, id, current, unwanted)
         version = current.version + 1 if current else 1
-        stored = self._write(tx, resource_type, id, version, resource)
+        stored = self._write(tx, resource_type, id, version, resource, _holders(policy, current))
         return WriteResult(stored, created=current is None or current.deleted)
 
-    def _patch_in(self, tx: StorageTransaction, resource_type: str, id: str, current: StoredResource | None,
-                  content_type: str, patch: Any, expected: int | None,
+    def _patch_in(self, tx: StorageTransaction, policy: AccessPolicy, resource_type: str, id: str,
+                  current: StoredResource | None, content_type: str, patch: Any, expected: int | None,
                   references: Mapping[str, str]) -> WriteResult:
         if current is None:
             raise not_found(f"{resource_type}/{id} is not known")
         if current.deleted:
             raise FhirError(410, "deleted", f"{resource_type}/{id} was deleted")
+        policy.require_changeable(current)
         _check_version(resource_type, id, current, expected)
         patched = apply_patch(current.body, content_type, patch)
         if patched.get("resourceType") != resource_type or patched.get("id") != id:
@@ -219,11 +230,14 @@ class ResourceService:
         if references:
             patched = rewrite_references(patched, references)
         self.validate(resource_type, patched)
-        return WriteResult(self._write(tx, resource_type, id, current.version + 1, patched))
+        return WriteResult(self._write(tx, resource_type, id, current.version + 1, patched,
+                                       _holders(policy, current)))
 
-    def _delete_in(self, tx: StorageTransaction, current: StoredResource, expected: int | None) -> WriteResult:
+    def _delete_in(self, tx: StorageTransaction, policy: AccessPolicy, current: StoredResource,
+                   expected: int | None) -> WriteResult:
         if current.deleted:
             return WriteResult(current, changed=False)
+        policy.require_changeable(current)
         _check_version(current.resource_type, current.id, current, expected)
         last_updated = now_ms()
         tx.write(ResourceWrite(current.resource_type, current.id, current.version + 1, last_updated, True, b""))
@@ -244,8 +258,9 @@ class WriteOp:
     method = ""
     raw: bytes | None = None
 
-    def __init__(self, service: ResourceService, resource_type: str, id: str | None) -> None:
+    def __init__(self, service: ResourceService, policy: AccessPolicy, resource_type: str, id: str | None) -> None:
         self.service = service
+        self.policy = policy
         self.resource_type = resource_type
         self.target_id = id
 
@@ -279,9 +294,9 @@ class WriteOp:
 class _Create(WriteOp):
     method = "POST"
 
-    def __init__(self, service: ResourceService, resource_type: str, resource: dict[str, Any], raw: bytes,
-                 criteria: list[AnyCriterion] | None, condition: str | None) -> None:
-        super().__init__(service, resource_type, None)
+    def __init__(self, service: ResourceService, policy: AccessPolicy, resource_type: str, resource: dict[str, Any],
+                 raw: bytes, criteria: list[AnyCriterion] | None, condition: str | None) -> None:
+        super().__init__(service, policy, resource_type, None)
         self.resource = resource
         self.raw = raw
         self.criteria = criteria
@@ -300,7 +315,8 @@ class _Create(WriteOp):
         target_id = self.planned_id()
         if target_id is None:
             return False
-        self.ready = self.service._version(self.resource_type, target_id, 1, self._body(self.resource, references))
+        self.ready = self.service._version(self.resource_type, target_id, 1, self._body(self.resource, references),
+                                           _holders(self.policy, None))
         return True
 
     def resolve(self, tx: StorageTransaction) -> None:
@@ -321,15 +337,16 @@ class _Create(WriteOp):
             return WriteResult(self.existing, created=False, changed=False)
         assert self.target_id is not None
         resource = self._body(self.resource, references)
-        return WriteResult(self.service._write(tx, self.resource_type, self.target_id, 1, resource), created=True)
+        return WriteResult(self.service._write(tx, self.resource_type, self.target_id, 1, resource,
+                                               _holders(self.policy, None)), created=True)
 
 
 class _Update(WriteOp):
     method = "PUT"
 
-    def __init__(self, service: ResourceService, resource_type: str, id: str, resource: dict[str, Any], raw: bytes,
-                 expected: int | None, unwanted: int | None) -> None:
-        super().__init__(service, resource_type, id)
+    def __init__(self, service: ResourceService, policy: AccessPolicy, resource_type: str, id: str,
+                 resource: dict[str, Any], raw: bytes, expected: int | None, unwanted: int | None) -> None:
+        super().__init__(service, policy, resource_type, id)
         self.resource = resource
         self.raw = raw
         self.expected = expected
@@ -338,14 +355,14 @@ class _Update(WriteOp):
     def execute(self, tx: StorageTransaction, references: Mapping[str, str]) -> WriteResult:
         assert self.target_id is not None
         resource = self._body(self.resource, references)
-        return self.service._update_in(tx, self.resource_type, self.target_id, resource, self.expected,
-                                       self.unwanted)
+        return self.service._update_in(tx, self.policy, self.resource_type, self.target_id, resource,
+                                       self.expected, self.unwanted)
 
 
 class _ConditionalUpdate(_Update):
-    def __init__(self, service: ResourceService, resource_type: str, query: str, criteria: list[AnyCriterion],
-                 resource: dict[str, Any], raw: bytes, expected: int | None) -> None:
-        super().__init__(service, resource_type, "", resource, raw, expected, None)
+    def __init__(self, service: ResourceService, policy: AccessPolicy, resource_type: str, query: str,
+                 criteria: list[AnyCriterion], resource: dict[str, Any], raw: bytes, expected: int | None) -> None:
+        super().__init__(service, policy, resource_type, "", resource, raw, expected, None)
         self.target_id = None
         self.query = query
         self.criteria = criteria
@@ -365,10 +382,10 @@ class _ConditionalUpdate(_Update):
 class _Patch(WriteOp):
     method = "PATCH"
 
-    def __init__(self, service: ResourceService, resource_type: str, id: str | None,
+    def __init__(self, service: ResourceService, policy: AccessPolicy, resource_type: str, id: str | None,
                  condition: tuple[str, list[AnyCriterion]] | None, content_type: str, patch: Any,
                  expected: int | None) -> None:
-        super().__init__(service, resource_type, id)
+        super().__init__(service, policy, resource_type, id)
         self.condition = condition
         self.content_type = content_type
         self.patch = patch
@@ -386,16 +403,16 @@ class _Patch(WriteOp):
     def execute(self, tx: StorageTransaction, references: Mapping[str, str]) -> WriteResult:
         assert self.target_id is not None
         current = tx.read(self.resource_type, self.target_id)
-        return self.service._patch_in(tx, self.resource_type, self.target_id, current, self.content_type,
-                                      self.patch, self.expected, references)
+        return self.service._patch_in(tx, self.policy, self.resource_type, self.target_id, current,
+                                      self.content_type, self.patch, self.expected, references)
 
 
 class _Delete(WriteOp):
     method = "DELETE"
 
-    def __init__(self, service: ResourceService, resource_type: str, id: str | None,
+    def __init__(self, service: ResourceService, policy: AccessPolicy, resource_type: str, id: str | None,
                  condition: tuple[str, list[AnyCriterion]] | None, expected: int | None) -> None:
-        super().__init__(service, resource_type, id)
+        super().__init__(service, policy, resource_type, id)
         self.condition = condition
         self.expected = expected
 
@@ -413,7 +430,18 @@ class _Delete(WriteOp):
         current = tx.read(self.resource_type, self.target_id)
         if current is None:
             raise not_found(f"{self.resource_type}/{self.target_id} is not known")
-        return self.service._delete_in(tx, current, self.expected)
+        return self.service._delete_in(tx, self.policy, current, self.expected)
+
+
+def _holders(policy: AccessPolicy, current: StoredResource | None) -> list[dict[str, Any]]:
+    """The record-holder labels of a new version: the current version's (a client can neither set nor
+    drop them), and the writer's facility."""
+    holders = [] if current is None or current.deleted else holders_of(orjson.loads(current.body))
+    if policy.holder is not None:
+        label = holder_label(policy.holder)
+        if not any(h.get("code") == label["code"] for h in holders):
+            holders.append(label)
+    return holders
 
 
 def _stored(change: ResourceWrite) -> StoredResource:

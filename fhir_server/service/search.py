@@ -59,6 +59,7 @@ class SearchService:
             policy.require_read(t)
         if compartment is not None:
             plan.criteria.insert(0, self._compartment(compartment, plan.resource_types))
+        policy.restrict(plan)
         token = PageToken.decode(plan.cursor, plan.sort) if plan.cursor is not None else None
         plan.snapshot = token.snapshot if token else new_snapshot()
         if token is not None:
@@ -72,9 +73,10 @@ class SearchService:
         total = self._total(plan, token, len(placed))
         matches = [h.stored for h in hits]
         entries = [self._entry(base_url, s, "match", plan) for s in matches]
-        if plan.includes and matches:
-            entries += [self._entry(base_url, s, "include", plan) for s in self.storage.includes(matches, plan.includes)
-                        if policy.can_read(s.resource_type)]
+        included = policy.visible(self.storage.includes(matches, plan.includes)) if plan.includes and matches else []
+        entries += [self._entry(base_url, s, "include", plan) for s in included]
+        policy.disclosed("search", "/".join([*(compartment or ()), *([resource_type] if resource_type else [])]),
+                         [*matches, *included])
         if plan.ignored:
             outcome = operation_outcome(
                 [Issue("warning", "not-supported", f"unknown search parameter {name!r} was ignored")

@@ -310,14 +310,17 @@ class BundleService:
                                                                  if_match)
         if transaction and entry.op.raw is not None:
             entry.cited = frozenset(references_in(entry.op.raw))
-            entry.references = {reference: self._reference_criteria(reference)
+            entry.references = {reference: self._reference_criteria(policy, reference)
                                 for reference in entry.cited if _conditional(reference)}
 
-    def _reference_criteria(self, reference: str) -> list[AnyCriterion]:
+    def _reference_criteria(self, policy: AccessPolicy, reference: str) -> list[AnyCriterion]:
+        """A conditional reference's criteria; like a search, they find only what the caller may see."""
         resource_type, _, query = reference.partition("?")
         if resource_type not in self.resource_types:
             raise bad_request(f"conditional reference {reference!r}: unknown resource type {resource_type!r}")
-        return parse_conditional(resource_type, query, self.resources.registry).criteria
+        policy.require_read(resource_type)
+        criteria = parse_conditional(resource_type, query, self.resources.registry).criteria
+        return policy.restrict_criteria(resource_type, criteria)
 
     def _check_get(self, entry: _Entry) -> None:
         """Reject a bad search or history query before anything is written."""

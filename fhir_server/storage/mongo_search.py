@@ -253,7 +253,7 @@ class Compiler:
 
     def _has_ids(self, c: HasCriterion, types: Sequence[str]) -> set[str]:
         pkey = f"{c.source_type}.{c.source_param}"
-        sources = self._bounded(self.filter((c.source_type,), [c.inner]), {"ref": 1})
+        sources = self._bounded(self.filter((c.source_type,), [c.inner, *c.guard]), {"ref": 1})
         return {r["ti"] for source in sources for r in source["ref"]
                 if r["p"] == pkey and r["tt"] in types and r["ti"] is not None}
 
@@ -266,7 +266,7 @@ class Compiler:
             return "ref", element, False, _key_condition("ref", pkeys, ("ti", c.compartment_id))
         pkeys = [f"{t}.{c.param}" for t in types]
         if isinstance(c, ChainCriterion):
-            ids = [t["id"] for t in self._bounded(self.filter((c.target_type,), [c.inner]), {"id": 1})]
+            ids = [t["id"] for t in self._bounded(self.filter((c.target_type,), [c.inner, *c.guard]), {"id": 1})]
             element = {"p": _one_or_in(pkeys), "tt": c.target_type, "ti": {"$in": ids}}
             return "ref", element, False, _key_condition("ref", pkeys, ("ti", {"$in": ids}))
         array = ARRAY_BY_TYPE[c.param_type]

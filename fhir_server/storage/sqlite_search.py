@@ -273,6 +273,9 @@ class Compiler:
             probe, probe_params = self.probe(c.inner, (c.target_type,), f"{t}.pk")
             targets = f"SELECT {t}.id FROM resource {t} WHERE {t}.type = ? AND {t}.deleted = 0 AND {probe}"
             params = [c.target_type, *probe_params]
+        guard, guard_params = self._guard(c.guard, c.target_type, f"{t}.pk")
+        targets += guard
+        params = [*params, *guard_params]
         return Source(f"SELECT {x}.pk FROM idx_reference {x} WHERE {x}.pkey IN {pkeys} AND {x}.grp IS NULL "
                       f"AND {x}.target_type = ? AND {x}.target_id IN ({targets})", [*keys, c.target_type, *params],
                       inner=inner, scans=inner is None)
@@ -282,16 +285,27 @@ class Compiler:
         key = self._keys([f"{c.source_type}.{c.source_param}"])[0]
         type_in = ",".join("?" * len(types))
         source = self.source(c.inner, (c.source_type,))
+        guard, guard_params = self._guard(c.guard, c.source_type, f"{x}.pk")
         if source is not None:  # the sources' own rows (primary key), not every reference of the parameter
             select, inner_params = source.select()
-            references = f"{x}.pk IN ({select}) AND +{x}.pkey = ?"
+            references = f"{x}.pk IN ({select}){guard} AND +{x}.pkey = ?"
         else:
             inner, inner_params = self.probe(c.inner, (c.source_type,), f"{x}.pk")
-            references = f"{inner} AND {x}.pkey = ?"
+            references = f"{inner}{guard} AND {x}.pkey = ?"
+        inner_params = [*inner_params, *guard_params]
         return Source(f"SELECT {t}.pk FROM resource {t} WHERE ({t}.type, {t}.id) IN (SELECT {x}.target_type, "
                       f"{x}.target_id FROM idx_reference {x} WHERE {references} AND {x}.grp IS NULL "
                       f"AND {x}.target_type IN ({type_in})) AND {t}.deleted = 0", [*inner_params, key, *types],
                       inner=source, scans=source is None)
+
+    def _guard(self, guard: Sequence[AnyCriterion], resource_type: str, pk: str) -> Fragment:
+        """`` AND ...`` for a chain's or ``_has``'s extra criteria on the resource at ``pk``."""
+        sql, params = "", []
+        for c in guard:
+            probe, probe_params = self.probe(c, (resource_type,), pk)
+            sql += f" AND {probe}"
+            params += probe_params
+        return sql, params
 
     # --- probes --------------------------------------------------------------------------------------
 
@@ -301,17 +315,20 @@ class Compiler:
             x, t = self._alias("x"), self._alias("t")
             pkeys, keys = self._param_keys(types, c.param)
             inner, inner_params = self.probe(c.inner, (c.target_type,), f"{t}.pk")
+            guard, guard_params = self._guard(c.guard, c.target_type, f"{t}.pk")
             return (f"EXISTS (SELECT 1 FROM idx_reference {x} CROSS JOIN resource {t} ON {t}.type = {x}.target_type "
                     f"AND {t}.id = {x}.target_id WHERE {x}.pk = {pk} AND +{x}.pkey IN {pkeys} "
-                    f"AND {x}.target_type = ? AND {t}.deleted = 0 AND {inner})", [*keys, c.target_type, *inner_params])
+                    f"AND {x}.target_type = ? AND {t}.deleted = 0 AND {inner}{guard})",
+                    [*keys, c.target_type, *inner_params, *guard_params])
         if isinstance(c, HasCriterion):
             t, x = self._alias("t"), self._alias("x")
             key = self._keys([f"{c.source_type}.{c.source_param}"])[0]
             inner, inner_params = self.probe(c.inner, (c.source_type,), f"{x}.pk")
+            guard, guard_params = self._guard(c.guard, c.source_type, f"{x}.pk")
             return (f"EXISTS (SELECT 1 FROM resource {t} CROSS JOIN idx_reference {x} WHERE {t}.pk = {pk} "
                     f"AND {x}.pkey = ? AND {x}.grp IS NULL AND {x}.target_id = {t}.id AND {x}.target_type = {t}.type "
-                    f"AND {inner})",
-                    [key, *inner_params])
+                    f"AND {inner}{guard})",
+                    [key, *inner_params, *guard_params])
         if isinstance(c, CompartmentCriterion):
             p = self._alias("p")
             pkeys, keys = self._pkeys(c.pkeys)

@@ -110,7 +110,7 @@ def test_twenty_concurrent_identical_conditional_creates_leave_exactly_one(live_
     server = live_server()
 
     def attempt(_: int) -> httpx.Response:
-        with httpx.Client(base_url=server.url, timeout=60) as http:
+        with httpx.Client(base_url=server.url, headers=server.headers, timeout=60) as http:
             return http.post("/Patient", json=examples.patient(), headers={"If-None-Exist": f"identifier={IDENT}"})
 
     with ThreadPoolExecutor(max_workers=20) as pool:
@@ -118,5 +118,5 @@ def test_twenty_concurrent_identical_conditional_creates_leave_exactly_one(live_
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [200] * 19 + [201]
     assert len({r.json()["id"] for r in responses}) == 1
-    with httpx.Client(base_url=server.url) as http:
+    with httpx.Client(base_url=server.url, headers=server.headers) as http:
         assert http.get("/Patient").json()["total"] == 1

@@ -9,14 +9,14 @@ from tests.api import examples
 
 def test_resources_and_history_survive_a_restart(live_server) -> None:
     first = live_server()
-    with httpx.Client(base_url=first.url) as http:
+    with httpx.Client(base_url=first.url, headers=first.headers) as http:
         created = http.post("/Patient", json=examples.patient()).json()
         rid = created["id"]
         http.put(f"/Patient/{rid}", json={**created, "gender": "other"})
     first.stop()
 
     second = live_server()
-    with httpx.Client(base_url=second.url) as http:
+    with httpx.Client(base_url=second.url, headers=second.headers) as http:
         read = http.get(f"/Patient/{rid}")
         assert read.status_code == 200
         assert read.json()["gender"] == "other"

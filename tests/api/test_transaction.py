@@ -12,6 +12,7 @@ import orjson
 from fastapi.testclient import TestClient
 
 from tests.api import examples
+from tests.conftest import stored_versions
 
 HEALTH_ID = "https://healthid.abdm.gov.in"
 IDENT = f"{HEALTH_ID}|91-5006-4247-3341"
@@ -52,8 +53,10 @@ def ok(response: httpx.Response) -> list[dict[str, Any]]:
 
 def total(client: TestClient, path: str) -> int:
     """The number of matches (or of versions, for a history path); ``path`` may carry a query."""
-    extra = "_count=0" if path.endswith("_history") else "_count=0&_total=accurate"
-    return client.get(f"{path}{'&' if '?' in path else '?'}{extra}").json()["total"]
+    if path.endswith("_history"):
+        parts = [p for p in path.split("/")[:-1] if p]
+        return stored_versions(client, *parts)
+    return client.get(f"{path}{'&' if '?' in path else '?'}_count=0&_total=accurate").json()["total"]
 
 
 def created_id(entry: dict[str, Any]) -> str:
@@ -356,7 +359,7 @@ def test_concurrent_transactions_with_the_same_conditional_create_leave_one_reso
                              "subject": {"reference": "urn:uuid:bbbbbbbb-0000-4000-8000-0"}}))
 
     def attempt(_: int) -> httpx.Response:
-        with httpx.Client(base_url=server.url, timeout=120) as http:
+        with httpx.Client(base_url=server.url, headers=server.headers, timeout=120) as http:
             return http.post("/", json=body)
 
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -364,7 +367,7 @@ def test_concurrent_transactions_with_the_same_conditional_create_leave_one_reso
     assert all(r.status_code == 200 for r in responses), [r.text for r in responses if r.status_code != 200]
     statuses = sorted(r.json()["entry"][0]["response"]["status"] for r in responses)
     assert statuses == ["200 OK"] * 7 + ["201 Created"]
-    with httpx.Client(base_url=server.url) as http:
+    with httpx.Client(base_url=server.url, headers=server.headers) as http:
         assert http.get("/Patient", params={"_total": "accurate"}).json()["total"] == 1
         patient_id = responses[0].json()["entry"][0]["response"]["location"].split("/")[1]
         observations = http.get("/Observation", params={"subject": f"Patient/{patient_id}", "_total": "accurate",
@@ -374,20 +377,20 @@ def test_concurrent_transactions_with_the_same_conditional_create_leave_one_reso
 
 def test_concurrent_transactions_patching_one_resource_lose_no_update(live_server) -> None:
     server = live_server()
-    with httpx.Client(base_url=server.url) as http:
+    with httpx.Client(base_url=server.url, headers=server.headers) as http:
         patient = http.post("/Patient", json=examples.patient()).json()
 
     def attempt(n: int) -> httpx.Response:
         identifier = {"system": "https://example.org/n", "value": str(n)}
         operation = [{"op": "add", "path": "/identifier/-", "value": identifier}]
-        with httpx.Client(base_url=server.url, timeout=120) as http:
+        with httpx.Client(base_url=server.url, headers=server.headers, timeout=120) as http:
             return http.post("/", json=transaction(json_patch(f"Patient/{patient['id']}", operation),
                                                    post(examples.organization())))
 
     with ThreadPoolExecutor(max_workers=6) as pool:
         responses = list(pool.map(attempt, range(6)))
     assert all(r.status_code == 200 for r in responses), [r.text for r in responses if r.status_code != 200]
-    with httpx.Client(base_url=server.url) as http:
+    with httpx.Client(base_url=server.url, headers=server.headers) as http:
         final = http.get(f"/Patient/{patient['id']}").json()
     assert final["meta"]["versionId"] == "7"
     assert sorted(i["value"] for i in final["identifier"][1:]) == [str(n) for n in range(6)]

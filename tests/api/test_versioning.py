@@ -70,18 +70,18 @@ def test_if_modified_since_returns_304_when_unchanged(client: TestClient) -> Non
 
 def test_twenty_concurrent_updates_with_the_same_if_match_let_exactly_one_win(live_server) -> None:
     server = live_server()
-    with httpx.Client(base_url=server.url) as http:
+    with httpx.Client(base_url=server.url, headers=server.headers) as http:
         rid = http.post("/Patient", json=examples.patient()).json()["id"]
 
     def attempt(i: int) -> int:
-        with httpx.Client(base_url=server.url, timeout=60) as http:
+        with httpx.Client(base_url=server.url, headers=server.headers, timeout=60) as http:
             body = {**examples.patient(), "id": rid, "birthDate": f"19{50 + i}-01-01"}
             return http.put(f"/Patient/{rid}", json=body, headers={"If-Match": 'W/"1"'}).status_code
 
     with ThreadPoolExecutor(max_workers=20) as pool:
         statuses = sorted(pool.map(attempt, range(20)))
     assert statuses == [200] + [412] * 19
-    with httpx.Client(base_url=server.url) as http:
+    with httpx.Client(base_url=server.url, headers=server.headers) as http:
         current = http.get(f"/Patient/{rid}").json()
         assert current["meta"]["versionId"] == "2"
         assert http.get(f"/Patient/{rid}/_history").json()["total"] == 2

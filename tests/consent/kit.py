@@ -62,7 +62,8 @@ class IdentityKit:
 
     def organization(self, name: str = "PHC Samastipur") -> str:
         response = self.client.post("/Organization", json={"resourceType": "Organization", "name": name,
-                                                           "active": True})
+                                                           "active": True},
+                                    headers=bearer(mint_token(self.client.app, "admin")))  # type: ignore[arg-type]
         assert response.status_code == 201, response.text
         return response.json()["id"]
 

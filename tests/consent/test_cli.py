@@ -15,6 +15,7 @@ from fhir_server.app import create_app
 from fhir_server.cli import main
 from fhir_server.settings import Settings
 from mappings.abdm import HEALTH_ID_SYSTEM
+from tests.conftest import authorize
 
 CSV = """Name,Gender,Birth Date,Mobile,Role,ABHA Address,Health ID,External ID
 Asha Sharma,F,5/9/1980,98765 43210,patient,asha.sharma@abdm,,NCD-1
@@ -35,6 +36,7 @@ def store_file(tmp_path: Path) -> str:
 @pytest.fixture
 def facility(store_file: str) -> str:
     with TestClient(create_app(Settings(store_url=store_file))) as client:
+        authorize(client)
         return client.post("/Organization", json={"resourceType": "Organization", "name": "PHC"}).json()["id"]
 
 
@@ -66,6 +68,7 @@ def test_csv_enrollment_reports_rejected_rows_with_reasons(store_file: str, tmp_
     finally:
         store.close()
     with TestClient(create_app(Settings(store_url=store_file))) as client:
+        authorize(client, facility)  # the enrolling facility holds the records enrollment wrote
         found = client.get("/Patient", params={"identifier": f"{HEALTH_ID_SYSTEM}|{by_line[2]['health_id']}"}).json()
         assert found["total"] == 1
         assert found["entry"][0]["resource"]["managingOrganization"] == {"reference": f"Organization/{facility}"}
@@ -128,3 +131,33 @@ def test_rotate_keys_adds_a_key_and_keeps_the_old_ones(store_file: str) -> None:
     with TestClient(create_app(Settings(store_url=store_file))) as client:
         after = {k["kid"] for k in client.get("/.well-known/jwks.json").json()["keys"]}
     assert before < after and len(after) == 2
+
+
+def test_dev_token_reaches_the_fhir_api_as_the_facility(store_file: str) -> None:
+    result = CliRunner().invoke(main, ["dev-token", "--facility", "phc-1", "--store", store_file])
+    assert result.exit_code == 0, result.output
+    token = result.output.splitlines()[0]
+    with TestClient(create_app(Settings(store_url=store_file))) as client:
+        headers = {"Authorization": f"Bearer {token}"}
+        created = client.post("/Patient", json={"resourceType": "Patient"}, headers=headers)
+        assert created.status_code == 201
+        assert {"system": "urn:fhir-server:record-holder", "code": "Organization/phc-1",
+                "display": "record holder"} in created.json()["meta"]["security"]
+        assert client.get(f"/Patient/{created.json()['id']}", headers=headers).status_code == 200
+
+
+def test_development_commands_are_refused_in_production(store_file: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FHIR_ENV", "production")
+    monkeypatch.setenv("FHIR_SMS_WEBHOOK_URL", "https://sms.example.in/send")
+    for args in (["dev-token", "--facility", "phc-1"], ["outbox"]):
+        result = CliRunner().invoke(main, [*args, "--store", store_file])
+        assert result.exit_code != 0 and "production" in result.output
+
+
+def test_outbox_shows_the_codes_sent(store_file: str, tmp_path: Path, facility: str) -> None:
+    assert "The outbox is empty." in CliRunner().invoke(main, ["outbox", "--store", store_file]).output
+    _run(store_file, tmp_path, facility)
+    result = CliRunner().invoke(main, ["outbox", "--store", store_file, "--last", "2"])
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert len(lines) == 2 and all("(set-password)" in line for line in lines)

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from mappings.abdm import HEALTH_ID_SYSTEM
 from tests.consent.kit import IdentityKit, bearer, mint_token
 from tests.consent.qr_reader import decode_qr
+from tests.conftest import facility_token
 
 SANDBOX_ID = "91-5006-4247-3341"
 
@@ -105,7 +106,8 @@ def test_look_up_by_address(identity_client: TestClient, enrolled: dict, staff: 
 def test_look_up_finds_patients_created_through_the_fhir_api(identity_client: TestClient, staff: str) -> None:
     created = identity_client.post("/Patient", json={
         "resourceType": "Patient", "identifier": [{"system": "https://healthid.ndhm.gov.in",
-                                                   "value": "22722548295255"}]}).json()
+                                                   "value": "22722548295255"}]},
+                                   headers=bearer(facility_token(identity_client.app))).json()  # type: ignore[arg-type]
     response = identity_client.get("/healthid/22-7225-4829-5255", headers=bearer(staff))
     assert response.status_code == 200 and response.json()["id"] == created["id"]
 
@@ -113,7 +115,8 @@ def test_look_up_finds_patients_created_through_the_fhir_api(identity_client: Te
 def test_duplicate_identifiers_are_reported_not_guessed(identity_client: TestClient, staff: str) -> None:
     for _ in range(2):
         identity_client.post("/Patient", json={"resourceType": "Patient",
-                                               "identifier": [{"system": HEALTH_ID_SYSTEM, "value": SANDBOX_ID}]})
+                                               "identifier": [{"system": HEALTH_ID_SYSTEM, "value": SANDBOX_ID}]},
+                             headers=bearer(facility_token(identity_client.app)))  # type: ignore[arg-type]
     assert identity_client.get(f"/healthid/{SANDBOX_ID}", headers=bearer(staff)).status_code == 409
 
 
@@ -137,3 +140,17 @@ def test_system_clients_look_up_only_with_patient_read_scope(identity_client: Te
     writer = mint_token(app, "system", scopes=("system/Observation.write",))  # type: ignore[arg-type]
     assert identity_client.get(f"/healthid/{SANDBOX_ID}", headers=bearer(reader)).status_code == 200
     assert identity_client.get(f"/healthid/{SANDBOX_ID}", headers=bearer(writer)).status_code == 403
+
+
+def test_look_ups_and_scans_are_in_the_patients_audit_trail(identity_client: TestClient, enrolled: dict,
+                                                            staff: str) -> None:
+    patient_id = enrolled["resource"].partition("/")[2]
+    me = bearer(mint_token(identity_client.app, "patient", patient_id=patient_id))  # type: ignore[arg-type]
+    assert identity_client.get(f"/healthid/{SANDBOX_ID}", headers=bearer(staff)).status_code == 200
+    assert _scan(identity_client, CARD_VARIANT, staff).status_code == 200
+    identity_client.app.state.authorization.audit.flush()  # type: ignore[attr-defined]
+    events = identity_client.get("/AuditEvent", headers=me).json()
+    assert events["total"] == 2
+    described = sorted(e["resource"]["outcomeDesc"] for e in events["entry"])
+    assert described == [f"GET /healthid/{SANDBOX_ID}", "POST /healthid/$scan"]
+    assert all(e["resource"]["agent"][1]["who"] == {"reference": "Organization/any-org"} for e in events["entry"])

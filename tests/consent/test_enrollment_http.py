@@ -52,7 +52,7 @@ def test_enrolling_a_patient_writes_the_patient_and_sends_a_code(identity_client
     health_id = HealthId.parse(body["healthId"])
     assert luhn_valid(health_id.digits) and body["healthId"] == health_id.formatted
     assert "code" not in body.get("setPasswordCode", "").split()  # the code itself is never in the response
-    patient = identity_client.get(f"/{body['resource']}").json()
+    patient = identity_client.get(f"/{body['resource']}", headers=bearer(facility_admin)).json()
     identifiers = _codes(patient)
     assert identifiers["HIN"] == {"type": {"coding": [{"system": IDENTIFIER_TYPE_SYSTEM, "code": "HIN",
                                                        "display": "Health ID number"}]},
@@ -63,7 +63,8 @@ def test_enrolling_a_patient_writes_the_patient_and_sends_a_code(identity_client
     assert (patient["gender"], patient["birthDate"]) == ("female", "1980-09-05")
     assert patient["telecom"] == [{"system": "phone", "value": "+919876543210", "use": "mobile"}]
     assert patient["managingOrganization"] == {"reference": f"Organization/{facility}"}
-    found = identity_client.get("/Patient", params={"identifier": f"{HEALTH_ID_SYSTEM}|{health_id.formatted}"})
+    found = identity_client.get("/Patient", params={"identifier": f"{HEALTH_ID_SYSTEM}|{health_id.formatted}"},
+                                headers=bearer(facility_admin))
     assert found.json()["total"] == 1
     (message,) = kit.identity.store.outbox_messages("+919876543210")
     assert message.purpose == "set-password" and health_id.formatted in message.body
@@ -75,11 +76,12 @@ def test_enrolling_a_practitioner_links_them_to_the_facility(identity_client: Te
     response = _enroll(identity_client, facility_admin, role="practitioner", name="Dr Meera Iyer", gender="female",
                        birth_date="1985-04-12", mobile="9876500001")
     assert response.status_code == 201
-    practitioner = identity_client.get(f"/{response.json()['resource']}").json()
+    practitioner = identity_client.get(f"/{response.json()['resource']}", headers=bearer(facility_admin)).json()
     assert practitioner["resourceType"] == "Practitioner"
     hpin = _codes(practitioner)["HPIN"]
     assert hpin["system"] == PRACTITIONER_SYSTEM and hpin["value"] == response.json()["healthId"]
-    roles = identity_client.get("/PractitionerRole", params={"practitioner": response.json()["resource"]}).json()
+    roles = identity_client.get("/PractitionerRole", params={"practitioner": response.json()["resource"]},
+                                headers=bearer(facility_admin)).json()
     (entry,) = roles["entry"]
     assert entry["resource"]["organization"] == {"reference": f"Organization/{facility}"}
 
@@ -92,7 +94,7 @@ def test_re_enrolling_the_same_person_is_idempotent(identity_client: TestClient,
     again = _enroll(identity_client, facility_admin, **row)
     assert again.status_code == 200
     assert again.json()["outcome"] == "unchanged" and again.json()["healthId"] == first["healthId"]
-    assert identity_client.get(f"/{first['resource']}").json()["meta"]["versionId"] == "1"
+    assert identity_client.get(f"/{first['resource']}", headers=bearer(facility_admin)).json()["meta"]["versionId"] == "1"
     assert len(kit.identity.store.outbox_messages("+919876543210")) == 1  # no second code
 
 
@@ -102,7 +104,8 @@ def test_re_enrolling_with_new_details_updates_the_resource(identity_client: Tes
     again = _enroll(identity_client, facility_admin, name="Asha Verma", gender="female", birth_date="1980-09-05",
                     mobile="9876543210", external_id="NCD-1").json()
     assert again["outcome"] == "updated" and again["healthId"] == first["healthId"]
-    assert identity_client.get(f"/{first['resource']}").json()["name"] == [{"text": "Asha Verma"}]
+    assert identity_client.get(f"/{first['resource']}", headers=bearer(facility_admin)).json()["name"] == \
+        [{"text": "Asha Verma"}]
 
 
 @pytest.mark.all_backends
@@ -110,11 +113,11 @@ def test_importing_an_existing_health_id_keeps_the_existing_patient(identity_cli
                                                                      facility_admin: str) -> None:
     created = identity_client.post("/Patient", json={
         "resourceType": "Patient", "identifier": [{"system": HEALTH_ID_SYSTEM, "value": "91-5006-4247-3341"}],
-        "address": [{"city": "Samastipur"}]}).json()
+        "address": [{"city": "Samastipur"}]}, headers=bearer(facility_admin)).json()
     response = _enroll(identity_client, facility_admin, name="Asha Sharma", gender="female",
                        birth_date="1980-09-05", mobile="9876543210", health_id="91500642473341")
     assert response.status_code == 201 and response.json()["resource"] == f"Patient/{created['id']}"
-    patient = identity_client.get(f"/Patient/{created['id']}").json()
+    patient = identity_client.get(f"/Patient/{created['id']}", headers=bearer(facility_admin)).json()
     assert patient["address"] == [{"city": "Samastipur"}] and patient["name"] == [{"text": "Asha Sharma"}]
 
 
