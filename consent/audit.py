@@ -15,8 +15,10 @@ whatever is queued in one storage transaction every ``interval`` seconds (and on
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import queue
 import threading
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -25,9 +27,9 @@ from consent.policy import patients_referenced
 from consent.tokens import Principal
 from fhir_server.search.index_values import DateValue, IndexValue, ReferenceValue, TokenValue
 from fhir_server.search.normalize import date_range, normalize_text
-from fhir_server.service.resources import ResourceService
+from fhir_server.settings import Settings
 from fhir_server.service.stamping import dump, format_instant, new_id, now_ms, stamp
-from fhir_server.storage.base import ResourceWrite, StoredResource
+from fhir_server.storage.base import ResourceWrite, Storage, StoredResource
 
 log = logging.getLogger("fhir_server.audit")
 
@@ -74,36 +76,73 @@ class RequestAudit:
 
 
 class AuditTrail:
-    def __init__(self, resources: ResourceService, interval: float = 0.2) -> None:
-        self._resources = resources
-        self._interval = interval
-        self._queue: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
-        self._lock = threading.Lock()  # one writer at a time: the thread, flush() or close()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+    """Queues events and stores them in batches, from a thread of this process (``thread``: tests and
+    embedded use) or from a writer process of its own (``process``: the server). In the server, the
+    writer's CPU work (serializing, index values, the store's inserts) would otherwise compete with
+    request handling for the interpreter lock and stall reads behind it."""
+
+    def __init__(self, storage: Storage, settings: Settings) -> None:
+        self._writer: _ThreadWriter | _ProcessWriter = (
+            _ProcessWriter(settings) if settings.audit_writer == "process"
+            else _ThreadWriter(storage, settings.audit_flush_seconds))
 
     def request(self, principal: Principal, method: str, path: str) -> RequestAudit:
         return RequestAudit(self, principal, method, path)
 
     def submit(self, events: list[dict[str, Any]]) -> None:
+        self._writer.submit(events)
+
+    def flush(self) -> int:
+        """Stores every event submitted so far, now; returns how many this call stored."""
+        return self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+def store_events(storage: Storage, events: list[dict[str, Any]]) -> None:
+    """One storage transaction for a batch of events (new AuditEvents, version 1)."""
+    writes = []
+    for event in events:
+        last_updated = now_ms()
+        stamped = stamp(event, new_id(), 1, last_updated)
+        writes.append(ResourceWrite("AuditEvent", stamped["id"], 1, last_updated, False, dump(stamped),
+                                    index_values(stamped)))
+
+    def work(tx: Any) -> None:
+        tx.write_many(writes)
+
+    storage.run_in_transaction(work)
+
+
+class _ThreadWriter:
+    def __init__(self, storage: Storage, interval: float) -> None:
+        self._storage = storage
+        self._interval = interval
+        self._queue: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        self._lock = threading.Lock()  # one writer at a time: the thread, flush() or close()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, events: list[dict[str, Any]]) -> None:
         for event in events:
             self._queue.put(event)
         if self._thread is None:
-            self._start()
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+                    self._thread.start()
 
     def flush(self) -> int:
-        """Stores every queued event now; returns how many."""
         with self._lock:
             events = []
             while True:
                 try:
-                    event = self._queue.get_nowait()
+                    events.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-                if event is not None:
-                    events.append(event)
             if events:
-                self._store(events)
+                store_events(self._storage, events)
             return len(events)
 
     def close(self) -> None:
@@ -112,31 +151,98 @@ class AuditTrail:
             self._thread.join(timeout=10)
         self.flush()
 
-    def _start(self) -> None:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
-                self._thread.start()
-
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
             try:
                 self.flush()
-            except Exception:  # the trail must outlive one failed write; the events stay counted in the log
+            except Exception:  # the trail must outlive one failed write
                 log.exception("storing audit events failed")
 
-    def _store(self, events: list[dict[str, Any]]) -> None:
-        writes = []
-        for event in events:
-            last_updated = now_ms()
-            stamped = stamp(event, new_id(), 1, last_updated)
-            writes.append(ResourceWrite("AuditEvent", stamped["id"], 1, last_updated, False, dump(stamped),
-                                        index_values(stamped)))
 
-        def work(tx: Any) -> None:
-            tx.write_many(writes)
+_FLUSH, _STOP = "flush", "stop"
 
-        self._resources.storage.run_in_transaction(work)
+
+class _ProcessWriter:
+    """Sends batches of events to a writer process (started on the first one), which opens the store
+    itself and writes every ``audit_flush_seconds``; ``flush`` waits for its acknowledgement."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._context = multiprocessing.get_context("spawn")
+        self._lock = threading.Lock()
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._queue: Any = None
+        self._acks: Any = None
+        self._sent = 0
+
+    def submit(self, events: list[dict[str, Any]]) -> None:
+        with self._lock:
+            if self._process is None:
+                self._start()
+            self._queue.put(events)
+            self._sent += len(events)
+
+    def flush(self) -> int:
+        with self._lock:
+            if self._process is None:
+                return 0
+            self._queue.put(_FLUSH)
+            stored = self._acks.get(timeout=60)
+            return int(stored)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._process is None:
+                return
+            self._queue.put(_STOP)
+            self._process.join(timeout=60)
+            if self._process.is_alive():
+                log.error("the audit writer did not stop within 60 s")
+                self._process.terminate()
+            self._process = None
+
+    def _start(self) -> None:
+        self._queue = self._context.Queue()
+        self._acks = self._context.Queue()
+        self._process = self._context.Process(target=_writer_process, name="audit-writer", daemon=True,
+                                              args=(self._settings, self._queue, self._acks))
+        self._process.start()
+
+
+def _writer_process(settings: Settings, inbox: Any, acks: Any) -> None:
+    """The writer process: batches what arrives, stores it every ``audit_flush_seconds``, and at
+    once on a flush request (answered with how many events it stored since the last one) or stop."""
+    from fhir_server.storage.factory import open_storage
+
+    storage = open_storage(settings)
+    pending: list[dict[str, Any]] = []
+    stored_since_ack = 0
+    deadline = time.monotonic() + settings.audit_flush_seconds
+    try:
+        while True:
+            try:
+                message = inbox.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                message = None
+            if isinstance(message, list):
+                pending += message
+                if time.monotonic() < deadline and len(pending) < 5000:
+                    continue
+            if pending:
+                try:
+                    store_events(storage, pending)
+                    stored_since_ack += len(pending)
+                except Exception:
+                    log.exception("storing audit events failed")
+                pending = []
+            deadline = time.monotonic() + settings.audit_flush_seconds
+            if message == _FLUSH:
+                acks.put(stored_since_ack)
+                stored_since_ack = 0
+            elif message == _STOP:
+                return
+    finally:
+        storage.close()
 
 
 def index_values(event: dict[str, Any]) -> list[IndexValue]:

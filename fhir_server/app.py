@@ -117,7 +117,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     settings = settings or Settings()
     context = build_context(settings)
     identity = build_identity(settings, context.resources, context.search, clock)
-    audit = AuditTrail(context.resources, settings.audit_flush_seconds)
+    audit = AuditTrail(context.storage, settings)
     authorization = Authorization(identity, context.registry, context.search.extractor, audit, clock)
 
     @asynccontextmanager

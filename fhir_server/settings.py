@@ -30,11 +30,12 @@ class Settings:
     sms_webhook_url: str | None = None  # SMS gateway: one JSON POST per message; None: development outbox
     sms_webhook_token: str | None = None  # bearer token for the SMS gateway
     audit_flush_seconds: float = 0.2  # how often queued AuditEvents of patient-data reads are stored
+    audit_writer: str = "thread"  # "process": a writer process of its own (the server's default, from_env)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
         """``FHIR_STORE`` wins; otherwise ``MONGODB_URI`` selects MongoDB; otherwise the SQLite default."""
-        settings = cls()
+        settings = cls(audit_writer="process")
         store = env.get("FHIR_STORE") or env.get("MONGODB_URI")
         if store:
             settings = replace(settings, store_url=store)
@@ -62,6 +63,12 @@ class Settings:
         return self.token_audience or self.issuer
 
 
+def _audit_writer(value: str) -> str:
+    if value not in ("thread", "process"):
+        raise ValueError(f"FHIR_AUDIT_WRITER must be thread or process, not {value!r}")
+    return value
+
+
 _IDENTITY_ENV: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("token_issuer", "FHIR_TOKEN_ISSUER", str),
     ("token_audience", "FHIR_TOKEN_AUDIENCE", str),
@@ -74,4 +81,5 @@ _IDENTITY_ENV: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("sms_webhook_url", "FHIR_SMS_WEBHOOK_URL", str),
     ("sms_webhook_token", "FHIR_SMS_WEBHOOK_TOKEN", str),
     ("audit_flush_seconds", "FHIR_AUDIT_FLUSH_SECONDS", float),
+    ("audit_writer", "FHIR_AUDIT_WRITER", _audit_writer),
 )

@@ -366,3 +366,20 @@ def test_a_token_signed_by_another_server_is_401(anonymous: TestClient, tmp_path
         foreign = facility_token(other.app)  # type: ignore[arg-type]
     response = anonymous.get("/Organization", headers=bearer(foreign))
     assert response.status_code == 401 and 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+
+
+def test_the_servers_audit_writer_process_stores_events_too(make_client: Any, store_url: str) -> None:
+    """``serve`` writes the trail from a process of its own (``audit_writer=process``)."""
+    if not store_url.startswith("sqlite"):
+        pytest.skip("the writer process is the same code on every backend; one is enough here")
+    client = make_client(token=False, audit_writer="process")
+    staff = bearer(facility_token(client.app, "fac-a"))
+    patient_id = client.post("/Patient", json={"resourceType": "Patient"}, headers=staff).json()["id"]
+    me = bearer(mint_token(client.app, "patient", patient_id=patient_id))  # type: ignore[arg-type]
+    for _ in range(3):
+        assert client.get(f"/Patient/{patient_id}", headers=staff).status_code == 200
+    assert client.app.state.authorization.audit.flush() == 3  # type: ignore[attr-defined]
+    assert client.get("/AuditEvent", headers=me).json()["total"] == 3
+    client.get(f"/Patient/{patient_id}", headers=staff)
+    client.app.state.authorization.audit.close()  # type: ignore[attr-defined]  # stores what is queued
+    assert client.get("/AuditEvent", headers=me).json()["total"] == 4
