@@ -33,10 +33,8 @@ from fhir_server.search.plan import (
     SearchPlan,
     TokenMatch,
 )
-from fhir_server.storage.base import StoredResource
+from fhir_server.storage.base import HOLDER_SYSTEM, StoredResource
 
-HOLDER_SYSTEM = "urn:fhir-server:record-holder"
-"""``meta.security`` coding system of the record holder; the code is ``Organization/{id}``."""
 
 # containers that carry patient data without being members of the Patient compartment
 PATIENT_DATA_CONTAINERS = frozenset({"Bundle", "Binary"})
@@ -116,7 +114,7 @@ class HolderRule:
 
     def criteria(self, resource_types: Sequence[str]) -> list[AnyCriterion]:
         match = TokenMatch(HOLDER_SYSTEM, holder_code(self.facility_id), True)
-        return [Criterion(resource_types[0], "_security", "token", (match,))]
+        return [Criterion(resource_types[0], "_security", "token", (match,), guard=True)]
 
     def permits(self, stored: StoredResource) -> bool:
         code = holder_code(self.facility_id).encode()

@@ -16,7 +16,9 @@ class Settings:
     max_body_bytes: int = 16 * 1024 * 1024
     default_count: int = 20
     max_count: int = 1000
-    total_limit: int = 10_000  # without _total=accurate, a search counts at most this many matches
+    # without _total=accurate a search counts at most this many matches (larger results get no total):
+    # each counted match costs an access-policy check, and big totals are rarely read
+    total_limit: int = 1_000
     # identity and sign-in (issue 5)
     production: bool = False  # FHIR_ENV=production: refuses development-only features (the OTP outbox)
     token_issuer: str | None = None  # `iss` of our tokens; None: base_url, else "urn:fhir-server"

@@ -104,6 +104,7 @@ class Criterion:
     param_type: str  # "string" | "token" | "reference" | "date" | "number" | "quantity" | "uri" | "composite"
     matches: tuple[Match, ...]
     negate: bool = False  # :not: resources with no value matching
+    guard: bool = False  # an access rule's (the record holder): filters every candidate, never selects them
 
 
 @dataclass(frozen=True, slots=True)

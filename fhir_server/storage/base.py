@@ -20,6 +20,12 @@ from fhir_server.search.plan import AnyCriterion, Include, Position, SearchPlan
 T = TypeVar("T")
 
 
+HOLDER_SYSTEM = "urn:fhir-server:record-holder"
+"""``meta.security`` system of a resource's record holders (codes ``Organization/{id}``), set by the
+service from the writer's facility. The stores keep the codes beside each resource, so that the
+access policy's holder check costs a lookup in a small index, not a search of the token index."""
+
+
 @dataclass(frozen=True, slots=True)
 class StoredResource:
     """One version of a resource as stored. ``body`` is the exact JSON sent back to clients

@@ -17,8 +17,11 @@ tests/storage/test_sqlite_plans.py):
   ``"<ResourceType>.<param>$<part>"`` with a shared ``grp`` number. Outside ``idx_token`` (where every
   composite search starts) the indexes leave the parts out (``WHERE grp IS NULL``: less to write) and
   end in ``grp`` (always NULL there) only so that queries saying ``grp IS NULL`` stay covered.
-- ``resource_state`` covers what searches check about a candidate (type, deletion, last update), so
-  those checks never read the wide ``resource`` rows that carry the JSON body.
+- ``resource_state`` covers what searches check about a candidate (type, deletion, last update, and
+  its record holders for the access policy), so those checks never read the wide ``resource`` rows
+  that carry the JSON body. ``holders`` (``|Organization/a|Organization/b|``, NULL for none) repeats
+  the resource's record-holder security labels: a policy check is then a seek in this small index
+  rather than in ``idx_token``, whose size makes per-candidate seeks miss the page cache.
 """
 
 from __future__ import annotations
@@ -36,10 +39,11 @@ CREATE TABLE IF NOT EXISTS resource (
     last_updated INTEGER NOT NULL,
     deleted INTEGER NOT NULL,
     body BLOB NOT NULL,
+    holders TEXT,
     UNIQUE (type, id)
 );
 CREATE INDEX IF NOT EXISTS resource_type_updated ON resource (type, last_updated);
-CREATE INDEX IF NOT EXISTS resource_state ON resource (pk, type, deleted, last_updated);
+CREATE INDEX IF NOT EXISTS resource_state ON resource (pk, type, deleted, last_updated, holders);
 
 CREATE TABLE IF NOT EXISTS history (
     type TEXT NOT NULL,
@@ -116,10 +120,43 @@ UNKNOWN_PARAM = -1
 
 def create_schema(conn: sqlite3.Connection) -> None:
     """Create the tables, first converting a store written with text ``pkey`` columns (no ``seq``)."""
+    if {row[1] for row in conn.execute("PRAGMA table_info(resource)")} == _BEFORE_HOLDERS:
+        _add_holders(conn)
     columns = {row[1] for row in conn.execute("PRAGMA table_info(idx_token)")}
     if columns and "seq" not in columns:
         _convert_text_keys(conn)
     conn.executescript(SCHEMA)
+
+
+_BEFORE_HOLDERS = {"pk", "type", "id", "version", "last_updated", "deleted", "body"}
+
+
+def holders_column(codes: Iterable[str]) -> str | None:
+    """The ``holders`` value for a resource's record-holder codes."""
+    codes = sorted(set(codes))
+    return f"|{'|'.join(codes)}|" if codes else None
+
+
+def _add_holders(conn: sqlite3.Connection) -> None:
+    """A store written before record holders: add the column (filled from the stored labels) and
+    widen ``resource_state``, unless another process did so while this one waited for the lock."""
+    from fhir_server.storage.base import HOLDER_SYSTEM
+
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if "holders" not in {row[1] for row in conn.execute("PRAGMA table_info(resource)")}:
+            conn.execute("ALTER TABLE resource ADD COLUMN holders TEXT")
+            conn.execute("DROP INDEX IF EXISTS resource_state")
+            if "seq" in {row[1] for row in conn.execute("PRAGMA table_info(idx_token)")}:  # the labels, if any
+                conn.execute(
+                    "UPDATE resource SET holders = (SELECT '|' || group_concat(t.code, '|') || '|' "
+                    "FROM idx_token t JOIN param p ON p.id = t.pkey WHERE t.pk = resource.pk "
+                    "AND p.name LIKE '%._security' AND t.system = ?) "
+                    "WHERE pk IN (SELECT t.pk FROM idx_token t WHERE t.system = ?)", (HOLDER_SYSTEM, HOLDER_SYSTEM))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def _convert_text_keys(conn: sqlite3.Connection) -> None:

@@ -38,6 +38,7 @@ from fhir_server.search.plan import (
     TokenTextMatch,
     UriMatch,
 )
+from fhir_server.storage.base import HOLDER_SYSTEM
 
 TABLE_BY_TYPE = {
     "string": "idx_string",
@@ -204,7 +205,7 @@ class Compiler:
             return Source(f"{d}.pkey IN {pkeys} AND {d}.target_id = ? AND {d}.target_type = ? "
                           f"AND {d}.grp IS NULL",
                           [*keys, c.compartment_id, c.compartment_type], "idx_reference", d, len(keys) == 1)
-        if c.negate:
+        if c.negate or c.guard:  # a guard matches most rows of its types: it filters, never drives
             return None
         if c.param == ID:
             return self._id_source(c, types)
@@ -356,6 +357,10 @@ class Compiler:
         p = self._alias("p")
         table = TABLE_BY_TYPE[c.param_type]
         pkeys, keys = self._param_keys(types, c.param)
+        holder = _holder(c)
+        if holder is not None:  # the stores keep holders beside the resource: one seek in resource_state
+            return (f"EXISTS (SELECT 1 FROM resource {p} INDEXED BY resource_state WHERE {p}.pk = {pk} "
+                    f"AND instr({p}.holders, ?) > 0)", [f"|{holder}|"])
         rows = f"SELECT 1 FROM {table} {p} WHERE {p}.pk = {pk} AND +{p}.pkey IN {pkeys}"
         ors, params = self._ors(c, p)
         return f"{'NOT ' if c.negate else ''}EXISTS ({rows} AND ({ors}))", [*keys, *params]
@@ -463,6 +468,15 @@ class Compiler:
         v = self._alias("v")
         pkeys, keys = self._param_keys(types, key.param)
         return f"(SELECT {aggregate}({v}.{column}) FROM {table} {v} WHERE {v}.pk = {pk} AND +{v}.pkey IN {pkeys})", keys
+
+
+def _holder(c: Criterion) -> str | None:
+    """The record-holder code a guard criterion (``_security=HOLDER_SYSTEM|code``) asks for."""
+    if c.guard and not c.negate and len(c.matches) == 1:
+        m = c.matches[0]
+        if isinstance(m, TokenMatch) and m.match_system and m.system == HOLDER_SYSTEM and m.code:
+            return m.code
+    return None
 
 
 def _ids(c: Criterion) -> list[str]:

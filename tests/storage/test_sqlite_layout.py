@@ -78,3 +78,33 @@ def test_a_parameter_key_made_by_a_rolled_back_write_is_made_again(tmp_path) -> 
         assert _ids(store, Criterion("Patient", "gender", "token", (TokenMatch(None, "male", False),))) == ["p2"]
     finally:
         store.close()
+
+
+def test_a_store_from_before_record_holders_gets_them_when_opened(tmp_path) -> None:  # noqa: ANN001
+    """The ``holders`` column is filled from the stored record-holder labels, so the records stay
+    visible to the facilities that hold them."""
+    import sqlite3
+
+    from fastapi.testclient import TestClient
+
+    from fhir_server.app import create_app
+    from fhir_server.settings import Settings
+    from tests.conftest import authorize
+
+    url = f"sqlite:///{tmp_path}/fhir.db"
+    with TestClient(create_app(Settings(store_url=url))) as client:
+        patient_id = authorize(client, "phc-1").post("/Patient", json={"resourceType": "Patient"}).json()["id"]
+    conn = sqlite3.connect(tmp_path / "fhir.db")
+    conn.execute("DROP INDEX resource_state")
+    conn.execute("ALTER TABLE resource DROP COLUMN holders")
+    conn.execute("CREATE INDEX resource_state ON resource (pk, type, deleted, last_updated)")
+    conn.commit()
+    conn.close()
+    with TestClient(create_app(Settings(store_url=url))) as client:
+        authorize(client, "phc-1")
+        assert client.get(f"/Patient/{patient_id}").status_code == 200
+        assert [e["resource"]["id"] for e in client.get("/Patient").json()["entry"]] == [patient_id]
+        assert not authorize(client, "phc-2").get("/Patient").json().get("entry")
+    conn = sqlite3.connect(tmp_path / "fhir.db")
+    assert conn.execute("SELECT holders FROM resource WHERE type = 'Patient'").fetchall() == [("|Organization/phc-1|",)]
+    assert "holders" in conn.execute("SELECT sql FROM sqlite_master WHERE name = 'resource_state'").fetchone()[0]
