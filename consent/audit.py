@@ -160,6 +160,9 @@ class _ThreadWriter:
 
 
 _FLUSH, _STOP = "flush", "stop"
+MAX_PENDING_BATCHES = 2000
+"""Requests' event batches the writer process may lag behind by. Beyond that, ``submit`` waits: reads
+of patient data never outrun the trail that records them, and the backlog cannot grow without bound."""
 
 
 class _ProcessWriter:
@@ -202,7 +205,7 @@ class _ProcessWriter:
             self._process = None
 
     def _start(self) -> None:
-        self._queue = self._context.Queue()
+        self._queue = self._context.Queue(maxsize=MAX_PENDING_BATCHES)
         self._acks = self._context.Queue()
         self._process = self._context.Process(target=_writer_process, name="audit-writer", daemon=True,
                                               args=(self._settings, self._queue, self._acks))
