@@ -203,6 +203,9 @@ class _ProcessWriter:
                 log.error("the audit writer did not stop within 60 s")
                 self._process.terminate()
             self._process = None
+            for channel in (self._queue, self._acks):
+                channel.close()
+                channel.join_thread()
 
     def _start(self) -> None:
         self._queue = self._context.Queue(maxsize=MAX_PENDING_BATCHES)
