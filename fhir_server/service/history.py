@@ -78,12 +78,8 @@ class HistoryService:
                 before = _decode_cursor(value)
             elif name not in _IGNORED:
                 raise bad_request(f"unknown history parameter {name!r}: use _count, _since or _at")
-        if resource_type is not None and id is not None:
-            current = self.storage.read(resource_type, id)
-            if current is None:
-                raise FhirError(404, "not-found", f"{resource_type}/{id} is not known")
-            if policy.restricted:
-                self._require_visible(policy, current)
+        if resource_type is not None and id is not None and self.storage.read(resource_type, id) is None:
+            raise FhirError(404, "not-found", f"{resource_type}/{id} is not known")
         page = self.storage.history(HistoryQuery(resource_type, id, since, at, count, before))
         path = "/".join(p for p in (resource_type, id, "_history") if p)
         kept = [(n, v) for n, v in params if n != _CURSOR]
@@ -91,11 +87,17 @@ class HistoryService:
         if page.next_cursor is not None and count > 0:
             links.append(("next", page_url(base_url, path, [*kept, (_CURSOR, _encode_cursor(page.next_cursor))])))
         shown, total = page.entries, page.total
-        if policy.restricted and id is None:
-            # a type or system history lists only the versions the caller may see; a page may come
-            # out short, and its total would count what the caller may not see
+        if policy.restricted:
+            # a history lists only the versions the caller may see (an instance's too: another facility
+            # may have recreated a deleted id); a page may come out short, and a type or system
+            # history's total would count what the caller may not see
             shown = [s for s in shown if self._visible(policy, s)]
-            total = None if resource_type is None or resource_type in policy.guarded else total
+            if id is not None and page.entries and not shown:
+                raise FhirError(403, "forbidden", f"{resource_type}/{id} is outside what you may read; "
+                                                  f"{policy.refusal}")
+            if (id is None and (resource_type is None or resource_type in policy.guarded)) \
+                    or len(shown) != len(page.entries):
+                total = None
         policy.disclosed("history", path, shown)
         entries = [history_entry(base_url, stored) for stored in shown]
         return bundle("history", entries, links, total)
@@ -106,13 +108,3 @@ class HistoryService:
             return policy.permits(stored) or stored.deleted
         before = self.storage.read_version(stored.resource_type, stored.id, stored.version - 1)
         return before is not None and policy.permits(before)
-
-    def _require_visible(self, policy: AccessPolicy, current: StoredResource) -> None:
-        """An instance's history is the caller's when its latest version with content is."""
-        version = current
-        while version is not None and version.deleted and version.version > 1:
-            version = self.storage.read_version(current.resource_type, current.id, version.version - 1)
-        if version is not None and not version.deleted:
-            policy.require_visible(version)
-        elif current.resource_type in policy.guarded:
-            raise FhirError(403, "forbidden", f"{current.resource_type}/{current.id} is outside what you may read")

@@ -383,3 +383,19 @@ def test_the_servers_audit_writer_process_stores_events_too(make_client: Any, st
     client.get(f"/Patient/{patient_id}", headers=staff)
     client.app.state.authorization.audit.close()  # type: ignore[attr-defined]  # stores what is queued
     assert client.get("/AuditEvent", headers=me).json()["total"] == 4
+
+
+def test_a_recreated_id_does_not_reveal_the_earlier_holders_versions(anonymous: TestClient,
+                                                                    world: dict[str, Any]) -> None:
+    a, b = world["a"], world["b"]
+    anonymous.put("/Patient/shared-id", json={"resourceType": "Patient", "id": "shared-id",
+                                              "name": [{"family": "Secret"}]}, headers=a)
+    assert anonymous.delete("/Patient/shared-id", headers=a).status_code in (200, 204)
+    recreated = anonymous.put("/Patient/shared-id", json={"resourceType": "Patient", "id": "shared-id"}, headers=b)
+    assert recreated.status_code == 201
+    history = anonymous.get("/Patient/shared-id/_history", headers=b).json()
+    assert [e["resource"]["meta"]["versionId"] for e in history["entry"]] == ["3"]
+    assert "Secret" not in orjson.dumps(history).decode()
+    assert anonymous.get("/Patient/shared-id/_history/1", headers=b).status_code == 403
+    own = anonymous.get("/Patient/shared-id/_history", headers=a).json()
+    assert [e["request"]["method"] for e in own["entry"]] == ["DELETE", "POST"]  # its own versions only
