@@ -1,11 +1,13 @@
 """The audit trail of patient-data disclosures: FHIR AuditEvents a patient can read.
 
 Each request by staff or a system that hands out patient data gets one ``RequestAudit`` (the
-AccessPolicy's observer). When the request ends it becomes one AuditEvent per patient whose data
-was shown: who asked (agent, with their facility), what interaction, which of that patient's
-resources, and when. Events are stored as ordinary ``AuditEvent`` resources in the FHIR store, so the
-patient reads them like the rest of their compartment (``GET /AuditEvent?patient=...``); no role may
-write, change or delete an AuditEvent through the API, which makes the trail append-only.
+AccessPolicy's observer). When the request ends it becomes one AuditEvent: who asked (agent, with
+their facility), what interaction, when, every patient whose data was shown and the resources shown,
+each marked with its patient. Events are stored as ordinary ``AuditEvent`` resources in the FHIR
+store, so a patient reads them like the rest of their compartment (``GET /AuditEvent``), seeing of
+each event only what concerns them (``patient_view``; the access policy also keeps patients' searches
+of AuditEvents off the parameters that look at other entities). No role may write, change or delete
+an AuditEvent through the API, which makes the trail append-only.
 
 Writing happens off the request path: ``AuditTrail`` queues events and a background thread stores
 whatever is queued in one storage transaction every ``interval`` seconds (and on ``flush`` and
@@ -22,6 +24,8 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from consent.policy import patients_referenced
 from consent.tokens import Principal
@@ -41,7 +45,7 @@ OBJECT_ROLE_SYSTEM = "http://terminology.hl7.org/CodeSystem/object-role"
 AGENT_ROLE_SYSTEM = "http://terminology.hl7.org/CodeSystem/extra-security-role-type"
 CLIENT_SYSTEM = "urn:fhir-server:client"
 ACCOUNT_SYSTEM = "urn:fhir-server:account"
-MAX_ENTITIES = 100  # resources named per event; more are counted in the description
+MAX_ENTITIES = 100  # resources named per event (every patient is named)
 _ACTIONS = {"read": "R", "vread": "R", "search": "E", "history": "R", "operation": "E"}
 _SUBTYPES = {"read": "read", "vread": "vread", "search": "search-type", "history": "history-instance",
              "operation": "operation"}
@@ -67,11 +71,8 @@ class RequestAudit:
     def finish(self) -> None:
         if not self._by_patient:
             return
-        recorded = now_ms()
-        interactions = list(self._interactions)
-        self._trail.submit([_event(self._principal, self._method, self._path, interactions, patient_id,
-                                   list(references), recorded)
-                            for patient_id, references in self._by_patient.items()])
+        self._trail.submit([_event(self._principal, self._method, self._path, list(self._interactions),
+                                   {p: list(refs) for p, refs in self._by_patient.items()}, now_ms())])
         self._by_patient = {}
 
 
@@ -271,12 +272,12 @@ def index_values(event: dict[str, Any]) -> list[IndexValue]:
     recorded = date_range(event["recorded"])
     assert recorded is not None
     values.append(DateValue("date", *recorded))
-    roles, types, patient = [], [], None
+    roles, types, patients = [], [], []
     for entity in event["entity"]:
         kind, _, id = entity["what"]["reference"].partition("/")
         values.append(ReferenceValue("entity", kind, id))
         if kind == "Patient":
-            patient = ReferenceValue("patient", kind, id)
+            patients.append(ReferenceValue("patient", kind, id))
         for key, found in (("role", roles), ("type", types)):
             coding = entity.get(key)
             if coding:
@@ -285,8 +286,7 @@ def index_values(event: dict[str, Any]) -> list[IndexValue]:
     values += roles
     values += types
     values.append(TokenValue("outcome", None, event["outcome"]))
-    if patient is not None:
-        values.append(patient)
+    values += patients
     values += [TokenValue("subtype", c["system"], c["code"]) for c in event["subtype"]]
     values.append(TokenValue("type", event["type"]["system"], event["type"]["code"],
                              normalize_text(event["type"]["display"])))
@@ -311,22 +311,28 @@ def _agent(principal: Principal) -> list[dict[str, Any]]:
     return agents
 
 
-def _event(principal: Principal, method: str, path: str, interactions: list[str], patient_id: str,
-           references: list[str], recorded: datetime) -> dict[str, Any]:
-    entities: list[dict[str, Any]] = [{
-        "what": {"reference": f"Patient/{patient_id}"},
-        "type": {"system": ENTITY_TYPE_SYSTEM, "code": "1", "display": "Person"},
-        "role": {"system": OBJECT_ROLE_SYSTEM, "code": "1", "display": "Patient"},
-    }]
-    shown = [r for r in references if r != f"Patient/{patient_id}"]
-    for reference in shown[:MAX_ENTITIES]:
-        entities.append({"what": {"reference": reference},
-                         "type": {"system": ENTITY_TYPE_SYSTEM, "code": "2", "display": "System Object"},
-                         "role": {"system": OBJECT_ROLE_SYSTEM, "code": "4", "display": "Domain Resource"}})
+PATIENT_DETAIL = "patient"
+"""``entity.detail.type`` naming the patient a disclosed resource is about (``Patient/{id}``): what
+``patient_view`` keeps when it shows an event to one of its patients."""
+
+
+def _event(principal: Principal, method: str, path: str, interactions: list[str],
+           by_patient: dict[str, list[str]], recorded: datetime) -> dict[str, Any]:
+    """One event for one request: every patient whose data it disclosed, and (up to ``MAX_ENTITIES``)
+    the resources it showed, each marked with its patient."""
+    entities: list[dict[str, Any]] = []
+    resources: list[dict[str, Any]] = []
+    for patient_id, references in by_patient.items():
+        patient = f"Patient/{patient_id}"
+        entities.append({"what": {"reference": patient},
+                         "type": {"system": ENTITY_TYPE_SYSTEM, "code": "1", "display": "Person"},
+                         "role": {"system": OBJECT_ROLE_SYSTEM, "code": "1", "display": "Patient"}})
+        resources += [{"what": {"reference": reference},
+                       "type": {"system": ENTITY_TYPE_SYSTEM, "code": "2", "display": "System Object"},
+                       "role": {"system": OBJECT_ROLE_SYSTEM, "code": "4", "display": "Domain Resource"},
+                       "detail": [{"type": PATIENT_DETAIL, "valueString": patient}]}
+                      for reference in references if reference != patient]
     first = interactions[0] if interactions else "read"
-    description = f"{method} {path}"
-    if len(shown) > MAX_ENTITIES:
-        description += f" ({len(shown)} resources; the first {MAX_ENTITIES} are listed)"
     return {
         "resourceType": "AuditEvent",
         "type": EVENT_TYPE,
@@ -334,10 +340,22 @@ def _event(principal: Principal, method: str, path: str, interactions: list[str]
         "action": _ACTIONS.get(first, "R"),
         "recorded": format_instant(recorded),
         "outcome": "0",
-        "outcomeDesc": description,
+        "outcomeDesc": f"{method} {path}",
         "agent": _agent(principal),
         "source": {"observer": {"display": "fhir-server"},
                    "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4",
                              "display": "Application Server"}]},
-        "entity": entities,
+        "entity": entities + resources[:MAX_ENTITIES],
     }
+
+
+def patient_view(body: bytes, patient_id: str) -> bytes:
+    """An event as one of its patients sees it: only the entities about them (an event of a search
+    names every patient on the page; none of them learns about the others)."""
+    event = orjson.loads(body)
+    own = f"Patient/{patient_id}"
+    event["entity"] = [e for e in event.get("entity", [])
+                       if (e.get("what") or {}).get("reference") == own
+                       or any(d.get("type") == PATIENT_DETAIL and d.get("valueString") == own
+                              for d in e.get("detail", []))]
+    return orjson.dumps(event)

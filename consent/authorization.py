@@ -21,7 +21,7 @@ from datetime import datetime
 
 import orjson
 
-from consent.audit import AuditTrail, RequestAudit
+from consent.audit import AuditTrail, RequestAudit, patient_view
 from consent.clock import Clock
 from consent.identity import Identity
 from consent.policy import PATIENT_DATA_CONTAINERS, AccessPolicy, CompartmentRule, HolderRule
@@ -33,6 +33,10 @@ from fhir_server.search.index_values import ReferenceValue
 from fhir_server.search.registry import SearchRegistry
 from fhir_server.storage.base import StoredResource
 
+AUDIT_SEARCH_PARAMS = frozenset({"_id", "_lastUpdated", "date", "subtype", "type", "action", "outcome", "agent",
+                                  "agent-name", "agent-role", "altid", "source", "site", "address", "policy"})
+"""What a patient may search their AuditEvents by: nothing that looks at an event's entities, which
+name the other patients a request disclosed."""
 READ_ONLY = frozenset({"AuditEvent"})  # the audit trail is append-only: the server writes it, nobody else
 CACHE_SIZE = 4096  # verified tokens remembered (until they expire), so a client's next call skips the signature check
 REALM = "fhir-server"
@@ -90,7 +94,8 @@ class Authorization:
             if principal.patient_id is None:
                 return AccessPolicy(may=may, guarded=self.guarded, writes_guarded=False, read_only=READ_ONLY,
                                     refusal="this account is not linked to a patient record")
-            rows = CompartmentRule(principal.patient_id, self.members, self._references)
+            rows = CompartmentRule(principal.patient_id, self.members, self._references, patient_view,
+                                   AUDIT_SEARCH_PARAMS)
             return AccessPolicy(may=may, guarded=self.guarded, rows=rows, writes_guarded=False, read_only=READ_ONLY)
         if principal.role in ("practitioner", "facility-admin", "system") and principal.facility_id:
             return AccessPolicy(may=may, guarded=self.guarded, rows=HolderRule(principal.facility_id),

@@ -101,6 +101,14 @@ class RowRule(Protocol):
 
     def permits(self, stored: StoredResource) -> bool: ...
 
+    def present(self, stored: StoredResource) -> StoredResource:
+        """The resource as this caller is shown it."""
+        ...
+
+    def check(self, plan: SearchPlan) -> None:
+        """403 for a search this caller may not run (beyond the types it names)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class HolderRule:
@@ -122,6 +130,12 @@ class HolderRule:
             return False
         return any(c.get("code") == holder_code(self.facility_id) for c in holders_of(orjson.loads(stored.body)))
 
+    def present(self, stored: StoredResource) -> StoredResource:
+        return stored
+
+    def check(self, plan: SearchPlan) -> None:
+        """Nothing beyond the row criteria."""
+
 
 @dataclass(frozen=True, slots=True)
 class CompartmentRule:
@@ -132,6 +146,10 @@ class CompartmentRule:
     patient_id: str
     members: Mapping[str, tuple[str, ...]]
     references: Callable[[StoredResource, tuple[str, ...]], Iterable[tuple[str | None, str | None]]]
+    # AuditEvents name every patient a request disclosed: a patient sees only their part of each
+    # (``audit_view``), and searches them only by parameters that look at no other entity
+    audit_view: Callable[[bytes, str], bytes] | None = None
+    audit_params: frozenset[str] = frozenset()
 
     @property
     def description(self) -> str:
@@ -154,6 +172,31 @@ class CompartmentRule:
         if not params or self.patient_id.encode() not in stored.body:
             return False
         return ("Patient", self.patient_id) in set(self.references(stored, params))
+
+    def present(self, stored: StoredResource) -> StoredResource:
+        if stored.resource_type != "AuditEvent" or self.audit_view is None or stored.deleted:
+            return stored
+        return replace(stored, body=self.audit_view(stored.body, self.patient_id))
+
+    def check(self, plan: SearchPlan) -> None:
+        if "AuditEvent" not in plan.resource_types and not any(_reaches_audit(c) for c in plan.criteria):
+            return
+        params = [*(c.param for c in plan.criteria if isinstance(c, Criterion)), *(k.param for k in plan.sort)]
+        refused = sorted({p for p in params if p not in self.audit_params})
+        foreign = [c for c in plan.criteria if not isinstance(c, Criterion) and not (
+            isinstance(c, CompartmentCriterion) and (c.compartment_type, c.compartment_id) == ("Patient", self.patient_id))]
+        if refused or foreign:
+            names = ", ".join(refused) or "chains, _has or another patient's compartment"
+            raise forbidden(f"a patient searches their audit trail by {', '.join(sorted(self.audit_params))}; "
+                            f"not by {names}")
+
+
+def _reaches_audit(c: AnyCriterion) -> bool:
+    if isinstance(c, ChainCriterion):
+        return c.target_type == "AuditEvent" or _reaches_audit(c.inner)
+    if isinstance(c, HasCriterion):
+        return c.source_type == "AuditEvent" or _reaches_audit(c.inner)
+    return False
 
 
 class Observer(Protocol):
@@ -222,9 +265,10 @@ class AccessPolicy:
         return not stored.deleted and self.rows.permits(stored)
 
     def require_visible(self, stored: StoredResource) -> StoredResource:
+        """The resource as the caller is shown it; 403 when they may not see it."""
         if not self.permits(stored):
             raise forbidden(f"{stored.resource_type}/{stored.id} is outside {self._scope()}; {self.refusal}")
-        return stored
+        return self.shown(stored)
 
     def require_changeable(self, stored: StoredResource | None) -> None:
         """Updates, patches and deletes change only what the caller may see (a deleted resource may
@@ -239,6 +283,8 @@ class AccessPolicy:
         guarded resources, so neither matches nor the criteria that select them see other rows."""
         if not self.guarded:
             return
+        if self.rows is not None:
+            self.rows.check(plan)
         guarded = [t for t in plan.resource_types if t in self.guarded]
         if guarded:
             assert self.rows is not None  # require_read ran for every type of the plan
@@ -272,7 +318,14 @@ class AccessPolicy:
         return c
 
     def visible(self, resources: Iterable[StoredResource]) -> list[StoredResource]:
-        return [s for s in resources if self.permits(s)]
+        """The permitted ones, each as the caller is shown it."""
+        return [self.shown(s) for s in resources if self.permits(s)]
+
+    def shown(self, stored: StoredResource) -> StoredResource:
+        """A permitted resource as the caller is shown it (a patient's view of an AuditEvent)."""
+        if self.rows is None or stored.resource_type not in self.guarded:
+            return stored
+        return self.rows.present(stored)
 
     # --- audit ---------------------------------------------------------------------------------
 

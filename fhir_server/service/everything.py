@@ -76,7 +76,7 @@ class EverythingService:
         if count and offset > 0:
             links.append(("previous", at(max(0, offset - count))))
         policy.disclosed("operation", path, page)
-        entries = [search_entry(base_url, stored, "match") for stored in page]
+        entries = [search_entry(base_url, policy.shown(stored), "match") for stored in page]
         return bundle("searchset", entries, links, len(record))
 
     def _record(self, policy: AccessPolicy, patient: StoredResource, since: str | None,

@@ -91,7 +91,7 @@ class HistoryService:
             # a history lists only the versions the caller may see (an instance's too: another facility
             # may have recreated a deleted id); a page may come out short, and a type or system
             # history's total would count what the caller may not see
-            shown = [s for s in shown if self._visible(policy, s)]
+            shown = [policy.shown(s) for s in shown if self._visible(policy, s)]
             if id is not None and page.entries and not shown:
                 raise FhirError(403, "forbidden", f"{resource_type}/{id} is outside what you may read; "
                                                   f"{policy.refusal}")

@@ -53,9 +53,9 @@ class ResourceService:
         if stored.deleted:
             raise FhirError(410, "deleted", f"{resource_type}/{id} was deleted",
                             headers={"ETag": f'W/"{stored.version}"'})
-        policy.require_visible(stored)
+        shown = policy.require_visible(stored)
         policy.disclosed("read", f"{resource_type}/{id}", [stored])
-        return stored
+        return shown
 
     def vread(self, policy: AccessPolicy, resource_type: str, id: str, version: str) -> StoredResource:
         policy.require_read(resource_type)
@@ -65,9 +65,9 @@ class ResourceService:
             raise not_found(f"{resource_type}/{id} has no version {version}")
         if stored.deleted:
             raise FhirError(410, "deleted", f"version {version} of {resource_type}/{id} is a deletion")
-        policy.require_visible(stored)
+        shown = policy.require_visible(stored)
         policy.disclosed("vread", f"{resource_type}/{id}/_history/{version}", [stored])
-        return stored
+        return shown
 
     # --- writes ----------------------------------------------------------------------------------
     # Each interaction is prepared (checks that need no stored data) and then run as ONE work inside

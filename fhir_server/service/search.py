@@ -71,7 +71,7 @@ class SearchService:
         placed = place_changed(plan.sort, plan.snapshot, page.changed, self.extractor.extract) if page.changed else []
         hits, more = merge(plan.sort, page.hits, placed, plan.count, plan.after, plan.before)
         total = self._total(plan, token, len(placed))
-        matches = [h.stored for h in hits]
+        matches = [policy.shown(h.stored) for h in hits]
         entries = [self._entry(base_url, s, "match", plan) for s in matches]
         included = policy.visible(self.storage.includes(matches, plan.includes)) if plan.includes and matches else []
         entries += [self._entry(base_url, s, "include", plan) for s in included]

@@ -399,3 +399,45 @@ def test_a_recreated_id_does_not_reveal_the_earlier_holders_versions(anonymous: 
     assert anonymous.get("/Patient/shared-id/_history/1", headers=b).status_code == 403
     own = anonymous.get("/Patient/shared-id/_history", headers=a).json()
     assert [e["request"]["method"] for e in own["entry"]] == ["DELETE", "POST"]  # its own versions only
+
+
+def test_one_event_per_request_and_each_patient_sees_only_their_part(anonymous: TestClient,
+                                                                    world: dict[str, Any]) -> None:
+    a = world["a"]
+    other = anonymous.post("/Patient", json={"resourceType": "Patient", "name": [{"family": "Verma"}]},
+                           headers=a).json()["id"]
+    _flush(anonymous)
+    me = world["patient_a"]
+    before = anonymous.get("/AuditEvent", headers=me).json().get("total", 0)
+    assert ids(anonymous.get("/Patient?family=Verma", headers=a).json()) == {world["pa"], other}
+    _flush(anonymous)
+    events = anonymous.get("/AuditEvent?_sort=-_lastUpdated", headers=me).json()
+    assert events["total"] == before + 1
+    event = events["entry"][0]["resource"]
+    assert [e["what"]["reference"] for e in event["entity"]] == [f"Patient/{world['pa']}"]
+    assert other not in orjson.dumps(events).decode()
+    stored = anonymous.get(f"/AuditEvent/{event['id']}", headers=me).json()
+    assert other not in orjson.dumps(stored).decode()
+    # the other patient's view of the same event names only them
+    theirs = bearer(mint_token(anonymous.app, "patient", subject="acct-o", patient_id=other))  # type: ignore[arg-type]
+    their_event = anonymous.get(f"/AuditEvent/{event['id']}", headers=theirs).json()
+    assert [e["what"]["reference"] for e in their_event["entity"]] == [f"Patient/{other}"]
+
+
+@pytest.mark.parametrize("query", [
+    "AuditEvent?entity=Patient/{other}", "AuditEvent?patient=Patient/{other}", "AuditEvent?entity-type=1",
+    "AuditEvent?_sort=entity", "Patient/{other}/AuditEvent", "Patient?_has:AuditEvent:patient:outcome=0",
+])
+def test_patients_cannot_search_their_trail_by_other_entities(anonymous: TestClient, world: dict[str, Any],
+                                                             query: str) -> None:
+    response = anonymous.get("/" + query.format(other=world["pb"]), headers=world["patient_a"])
+    assert response.status_code == 403, response.text
+
+
+def test_patients_search_their_trail_by_date_and_agent(anonymous: TestClient, world: dict[str, Any]) -> None:
+    anonymous.get(f"/Patient/{world['pa']}", headers=world["a"])
+    _flush(anonymous)
+    me = world["patient_a"]
+    assert anonymous.get("/AuditEvent?date=ge2020-01-01&subtype=read", headers=me).json()["total"] >= 1
+    assert anonymous.get(f"/Patient/{world['pa']}/AuditEvent", headers=me).status_code == 200
+    assert anonymous.get("/AuditEvent?agent=Organization/fac-a", headers=me).json()["total"] >= 1

@@ -1,21 +1,29 @@
-"""The audit trail's AuditEvents: their hand-built index values equal the generic extractor's, so
-the patient's searches over their audit trail find every event."""
+"""The audit trail's AuditEvents: their hand-built index values equal the generic extractor's (so
+searches over the trail find every event), and a patient's view of an event names only them."""
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
-from consent.audit import MAX_ENTITIES, _event, index_values
+from consent.audit import MAX_ENTITIES, _event, index_values, patient_view
 from consent.tokens import Principal
 from fhir_server.search.extract import IndexExtractor
 from fhir_server.search.registry import SearchRegistry
-from fhir_server.service.stamping import now_ms, stamp
+from fhir_server.service.stamping import dump, now_ms, stamp
 
 CALLERS = {
     "practitioner": Principal("acct-1", "practitioner", frozenset(), facility_id="fac-a", practitioner_id="pr-1"),
     "system": Principal("ehr", "system", frozenset(), facility_id="fac-b", client_id="ehr-client"),
     "system-without-facility": Principal("lab", "system", frozenset(), client_id="lab"),
     "account": Principal("acct-2", "facility-admin", frozenset(), facility_id="fac-c"),
+}
+SHAPES = {
+    "one patient read": (["read"], {"p1": ["Patient/p1"]}),
+    "a search page": (["search"], {"p1": ["Observation/o1", "Observation/o2"], "p2": ["Observation/o3"],
+                                   "p3": ["Patient/p3", "Encounter/e1"]}),
+    "more than the cap": (["read", "search", "history", "operation"],
+                          {f"p{i}": [f"Observation/o{i}-{j}" for j in range(3)] for i in range(60)}),
 }
 
 
@@ -25,14 +33,22 @@ def extractor() -> IndexExtractor:
 
 
 @pytest.mark.parametrize("caller", sorted(CALLERS))
-@pytest.mark.parametrize(("interactions", "references"), [
-    (["read"], ["Patient/p1"]),
-    (["search"], ["Patient/p1", "Observation/o1", "Observation/o2", "Encounter/e1"]),
-    (["read", "search", "history", "operation"], [f"Observation/o{i}" for i in range(MAX_ENTITIES + 5)]),
-])
-def test_hand_built_index_values_equal_the_extractors(extractor: IndexExtractor, caller: str,
-                                                      interactions: list[str], references: list[str]) -> None:
-    event = _event(CALLERS[caller], "GET", "/Observation", interactions, "p1", references, now_ms())
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_hand_built_index_values_equal_the_extractors(extractor: IndexExtractor, caller: str, shape: str) -> None:
+    interactions, by_patient = SHAPES[shape]
+    event = _event(CALLERS[caller], "GET", "/Observation", interactions, by_patient, now_ms())
     stamped = stamp(event, "event-1", 1, now_ms())
     assert set(index_values(stamped)) == set(extractor.extract(stamped))
-    assert len(event["entity"]) <= MAX_ENTITIES + 1
+    named = [e["what"]["reference"] for e in event["entity"]]
+    assert {f"Patient/{p}" for p in by_patient} <= set(named)  # every patient, whatever the cap
+    assert len([n for n in named if not n.startswith("Patient/")]) <= MAX_ENTITIES
+
+
+def test_a_patient_sees_only_their_part_of_an_event() -> None:
+    interactions, by_patient = SHAPES["a search page"]
+    event = stamp(_event(CALLERS["system"], "GET", "/Observation", interactions, by_patient, now_ms()), "e", 1,
+                  now_ms())
+    seen = orjson.loads(patient_view(dump(event), "p1"))
+    assert [e["what"]["reference"] for e in seen["entity"]] == ["Patient/p1", "Observation/o1", "Observation/o2"]
+    assert "p2" not in orjson.dumps(seen).decode() and "p3" not in orjson.dumps(seen).decode()
+    assert seen["agent"] == event["agent"] and seen["recorded"] == event["recorded"]
