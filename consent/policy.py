@@ -1,6 +1,6 @@
 """The AccessPolicy the service applies to every storage call.
 
-Built per request from the caller's verified token (``consent.access_rules``); no route does its own
+Built per request from the caller's verified token (``consent.authorization``); no route does its own
 access checks. A policy answers three questions the services ask:
 
 - which resource types the caller may read and write at all (their SMART scopes);
@@ -125,10 +125,10 @@ class HolderRule:
         return [Criterion(resource_types[0], "_security", "token", (match,), guard=True)]
 
     def permits(self, stored: StoredResource) -> bool:
-        code = holder_code(self.facility_id).encode()
-        if code not in stored.body:  # the common refusal needs no parse
+        code = holder_code(self.facility_id)
+        if code.encode() not in stored.body:  # the common refusal needs no parse
             return False
-        return any(c.get("code") == holder_code(self.facility_id) for c in holders_of(orjson.loads(stored.body)))
+        return any(c.get("code") == code for c in holders_of(orjson.loads(stored.body)))
 
     def present(self, stored: StoredResource) -> StoredResource:
         return stored
@@ -183,20 +183,30 @@ class CompartmentRule:
             return
         params = [*(c.param for c in plan.criteria if isinstance(c, Criterion)), *(k.param for k in plan.sort)]
         refused = sorted({p for p in params if p not in self.audit_params})
+        own = ("Patient", self.patient_id)
         foreign = [c for c in plan.criteria if not isinstance(c, Criterion) and not (
-            isinstance(c, CompartmentCriterion) and (c.compartment_type, c.compartment_id) == ("Patient", self.patient_id))]
+            isinstance(c, CompartmentCriterion) and (c.compartment_type, c.compartment_id) == own)]
         if refused or foreign:
             names = ", ".join(refused) or "chains, _has or another patient's compartment"
             raise forbidden(f"a patient searches their audit trail by {', '.join(sorted(self.audit_params))}; "
                             f"not by {names}")
 
 
-def _reaches_audit(c: AnyCriterion) -> bool:
+def _reached_type(c: AnyCriterion) -> str | None:
+    """The resource type a chain (its target) or ``_has`` (its source) looks into; None for others."""
     if isinstance(c, ChainCriterion):
-        return c.target_type == "AuditEvent" or _reaches_audit(c.inner)
+        return c.target_type
     if isinstance(c, HasCriterion):
-        return c.source_type == "AuditEvent" or _reaches_audit(c.inner)
-    return False
+        return c.source_type
+    return None
+
+
+def _reaches_audit(c: AnyCriterion) -> bool:
+    reached = _reached_type(c)
+    if reached is None:
+        return False
+    assert isinstance(c, ChainCriterion | HasCriterion)
+    return reached == "AuditEvent" or _reaches_audit(c.inner)
 
 
 class Observer(Protocol):
@@ -285,8 +295,7 @@ class AccessPolicy:
             return
         if self.rows is not None:
             self.rows.check(plan)
-        guarded = [t for t in plan.resource_types if t in self.guarded]
-        if guarded:
+        if any(t in self.guarded for t in plan.resource_types):
             assert self.rows is not None  # require_read ran for every type of the plan
             plan.criteria.extend(self.rows.criteria(plan.resource_types))
         plan.criteria[:] = [self._guard(c) for c in plan.criteria]
@@ -301,21 +310,16 @@ class AccessPolicy:
         return guarded
 
     def _guard(self, c: AnyCriterion) -> AnyCriterion:
-        if isinstance(c, ChainCriterion):
-            inner = self._guard(c.inner)
-            if c.target_type in self.guarded:
-                self.require_read(c.target_type)
-                assert self.rows is not None
-                return replace(c, inner=inner, guard=(*c.guard, *self.rows.criteria((c.target_type,))))
+        reached = _reached_type(c)
+        if reached is None:
+            return c
+        assert isinstance(c, ChainCriterion | HasCriterion)
+        inner = self._guard(c.inner)
+        if reached not in self.guarded:
             return replace(c, inner=inner)
-        if isinstance(c, HasCriterion):
-            inner = self._guard(c.inner)
-            if c.source_type in self.guarded:
-                self.require_read(c.source_type)
-                assert self.rows is not None
-                return replace(c, inner=inner, guard=(*c.guard, *self.rows.criteria((c.source_type,))))
-            return replace(c, inner=inner)
-        return c
+        self.require_read(reached)
+        assert self.rows is not None
+        return replace(c, inner=inner, guard=(*c.guard, *self.rows.criteria((reached,))))
 
     def visible(self, resources: Iterable[StoredResource]) -> list[StoredResource]:
         """The permitted ones, each as the caller is shown it."""

@@ -27,10 +27,6 @@ def anonymous(make_client: Any) -> TestClient:
     return make_client(token=False)
 
 
-def _as(client: TestClient, token: str) -> dict[str, str]:
-    return bearer(token)
-
-
 @pytest.fixture
 def world(anonymous: TestClient) -> dict[str, Any]:
     """Two facilities' systems, one patient each (with an Observation), and the tokens to use."""
@@ -331,7 +327,8 @@ def test_staff_reads_of_patient_data_are_audited_for_the_patient_to_see(anonymou
     assert {"reference": f"Observation/{world['oa']}"} in [e["what"] for e in search["entity"]]
     # another patient sees none of it; staff cannot read the trail
     _flush(anonymous)
-    other = bearer(mint_token(anonymous.app, "patient", subject="acct-pb", patient_id=world["pb"]))  # type: ignore[arg-type]
+    other = bearer(mint_token(anonymous.app, "patient", subject="acct-pb",  # type: ignore[arg-type]
+                              patient_id=world["pb"]))
     other_events = anonymous.get("/AuditEvent", headers=other).json()
     assert all(f"Patient/{world['pb']}" in orjson.dumps(e["resource"]).decode() for e in other_events.get("entry", []))
     assert ids(anonymous.get("/AuditEvent", headers=world["a"]).json()) == set()
