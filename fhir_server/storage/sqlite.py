@@ -50,6 +50,13 @@ T = TypeVar("T")
 
 _RESOURCE_COLUMNS = "type, id, version, last_updated, deleted, body"
 _HISTORY_COLUMNS = _RESOURCE_COLUMNS
+_SHARED_BODY = b""
+"""The history ``body`` of a version that is still current and not a deletion: its JSON is the
+``resource`` row's, so a resource written once (most clinical data, every AuditEvent) is stored
+once. The row gets its own copy when a later version replaces it (``_WriteBatch.flush``). A
+deletion's body is empty too, but ``deleted`` tells the two apart."""
+_HISTORY_SELECT = ("h.type, h.id, h.version, h.last_updated, h.deleted, CASE WHEN h.deleted OR length(h.body) "
+                   "THEN h.body ELSE (SELECT r.body FROM resource r WHERE r.type = h.type AND r.id = h.id) END")
 _MAX_GROUP = 256  # works per group commit
 _WRITE_LOCK_TIMEOUT_S = 30.0
 
@@ -142,6 +149,9 @@ class _WriteBatch:
             stale = [(u[-1],) for u in self.updates]
             for table in INDEX_TABLES:
                 conn.executemany(f"DELETE FROM {table} WHERE pk = ?", stale)
+            conn.executemany("UPDATE history SET body = r.body FROM resource r WHERE r.pk = ? "
+                             "AND history.type = r.type AND history.id = r.id AND history.version = r.version "
+                             "AND history.deleted = 0 AND length(history.body) = 0", stale)
             conn.executemany("UPDATE resource SET version = ?, last_updated = ?, deleted = ?, body = ?, holders = ? "
                              "WHERE pk = ?", self.updates)
         if self.inserts:
@@ -228,7 +238,7 @@ class SqliteTransaction:
                 pk = found
                 batch.updates.append((change.version, ms, int(change.deleted), change.body, holders, pk))
             batch.pks[key] = pk
-            batch.history.append(row)
+            batch.history.append(row if change.deleted else (*row[:5], _SHARED_BODY))
             if not change.deleted:
                 _add_index_rows(batch.index, pk, change.resource_type, change.index, key_of)
         batch.flush(conn)
@@ -369,7 +379,7 @@ class SqliteStorage:
 
     def read_version(self, resource_type: str, id: str, version: int) -> StoredResource | None:
         row = self._reader().execute(
-            f"SELECT {_RESOURCE_COLUMNS} FROM history WHERE type = ? AND id = ? AND version = ?",
+            f"SELECT {_HISTORY_SELECT} FROM history h WHERE h.type = ? AND h.id = ? AND h.version = ?",
             (resource_type, id, version),
         ).fetchone()
         return _row_to_stored(row) if row else None
@@ -388,8 +398,8 @@ class SqliteStorage:
         if query.at is not None:
             # current during [low, high): written before high, and not replaced at or before low
             where.append(
-                "last_updated < ? AND NOT EXISTS (SELECT 1 FROM history n WHERE n.type = history.type "
-                "AND n.id = history.id AND n.version = history.version + 1 AND n.last_updated <= ?)"
+                "last_updated < ? AND NOT EXISTS (SELECT 1 FROM history n WHERE n.type = h.type "
+                "AND n.id = h.id AND n.version = h.version + 1 AND n.last_updated <= ?)"
             )
             params += [to_ms(query.at[1]), to_ms(query.at[0])]
         base_where = list(where)
@@ -401,8 +411,8 @@ class SqliteStorage:
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         conn = self._reader()
         rows = conn.execute(
-            f"SELECT {_RESOURCE_COLUMNS} FROM history {clause} "
-            "ORDER BY last_updated DESC, type DESC, id DESC, version DESC LIMIT ?",
+            f"SELECT {_HISTORY_SELECT} FROM history h {clause} "
+            "ORDER BY h.last_updated DESC, h.type DESC, h.id DESC, h.version DESC LIMIT ?",
             [*params, query.count + 1],
         ).fetchall()
         entries = [_row_to_stored(r) for r in rows[: query.count]]
@@ -411,7 +421,7 @@ class SqliteStorage:
             last = entries[-1]
             next_cursor = (last.last_updated, history_key(last.resource_type, last.id, last.version))
         base_clause = f"WHERE {' AND '.join(base_where)}" if base_where else ""
-        total = conn.execute(f"SELECT COUNT(*) FROM history {base_clause}", base_params).fetchone()[0]
+        total = conn.execute(f"SELECT COUNT(*) FROM history h {base_clause}", base_params).fetchone()[0]
         return HistoryPage(entries, total, next_cursor)
 
     def search(self, plan: SearchPlan) -> SearchPage:
@@ -488,10 +498,10 @@ class SqliteStorage:
         for pk in pks:
             current = found[pk]
             key = (current.resource_type, current.id, stable)
-            at = conn.execute(f"SELECT {_RESOURCE_COLUMNS} FROM history WHERE type = ? AND id = ? "
-                              "AND last_updated <= ? ORDER BY version DESC LIMIT 1", key).fetchone()
-            after = conn.execute(f"SELECT {_RESOURCE_COLUMNS} FROM history WHERE type = ? AND id = ? "
-                                 "AND last_updated > ? ORDER BY version LIMIT 1", key).fetchone()
+            at = conn.execute(f"SELECT {_HISTORY_SELECT} FROM history h WHERE h.type = ? AND h.id = ? "
+                              "AND h.last_updated <= ? ORDER BY h.version DESC LIMIT 1", key).fetchone()
+            after = conn.execute(f"SELECT {_HISTORY_SELECT} FROM history h WHERE h.type = ? AND h.id = ? "
+                                 "AND h.last_updated > ? ORDER BY h.version LIMIT 1", key).fetchone()
             changed.append(ChangedMatch(current, (pk,), _row_to_stored(at) if at else None,
                                         _row_to_stored(after) if after else None))
         return changed

@@ -2,7 +2,9 @@
 
 ``history`` is an ordinary rowid table: its rows carry whole resource bodies, which a WITHOUT ROWID
 table would keep in its key B-tree (SQLite advises against that for rows this large; measured,
-appending versions cost twice the CPU and grew slower as the table grew).
+appending versions cost twice the CPU and grew slower as the table grew). A version that is still
+current leaves its body to the ``resource`` row (``storage.sqlite._SHARED_BODY``): written once,
+stored once.
 
 Index layout choices, each for a measured reason (bench/search_bench.py,
 tests/storage/test_sqlite_plans.py):

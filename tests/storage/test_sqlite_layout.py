@@ -10,7 +10,7 @@ import pytest
 
 from fhir_server.search.index_values import StringValue, TokenValue
 from fhir_server.search.plan import Criterion, SearchPlan, StringMatch, TokenMatch
-from fhir_server.storage.base import ResourceWrite
+from fhir_server.storage.base import HistoryQuery, ResourceWrite
 from fhir_server.storage.sqlite import SqliteStorage
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
@@ -108,3 +108,34 @@ def test_a_store_from_before_record_holders_gets_them_when_opened(tmp_path) -> N
     conn = sqlite3.connect(tmp_path / "fhir.db")
     assert conn.execute("SELECT holders FROM resource WHERE type = 'Patient'").fetchall() == [("|Organization/phc-1|",)]
     assert "holders" in conn.execute("SELECT sql FROM sqlite_master WHERE name = 'resource_state'").fetchone()[0]
+
+
+def test_a_current_version_shares_its_body_with_the_resource_row(tmp_path) -> None:  # noqa: ANN001
+    """History keeps a body of its own only for replaced versions; every version reads back whole,
+    through updates, a deletion, a re-creation and a resource written twice in one transaction."""
+    path = str(tmp_path / "shared.db")
+    store = SqliteStorage(path)
+
+    def body(version: int) -> bytes:
+        return b'{"resourceType":"Patient","id":"p1","v":%d}' % version
+
+    def write(version: int, deleted: bool = False):  # noqa: ANN202
+        return ResourceWrite("Patient", "p1", version, T0, deleted, b"" if deleted else body(version))
+
+    try:
+        store.run_in_transaction(lambda tx: tx.write(write(1)))
+        store.run_in_transaction(lambda tx: tx.write(write(2)))
+        store.run_in_transaction(lambda tx: tx.write(write(3, deleted=True)))
+        store.run_in_transaction(lambda tx: tx.write_many([write(4), write(5)]))
+        with sqlite3.connect(path) as conn:
+            stored = dict(conn.execute("SELECT version, length(body) FROM history WHERE id = 'p1'").fetchall())
+        assert stored == {1: len(body(1)), 2: len(body(2)), 3: 0, 4: len(body(4)), 5: 0}
+        for version in (1, 2, 4, 5):
+            assert store.read_version("Patient", "p1", version).body == body(version)
+        assert store.read_version("Patient", "p1", 3).deleted and store.read_version("Patient", "p1", 3).body == b""
+        assert store.read("Patient", "p1").body == body(5)
+        history = store.history(HistoryQuery(resource_type="Patient", id="p1", count=10))
+        assert [(s.version, s.body) for s in history.entries] == [
+            (5, body(5)), (4, body(4)), (3, b""), (2, body(2)), (1, body(1))]
+    finally:
+        store.close()
