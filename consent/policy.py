@@ -26,6 +26,7 @@ import orjson
 from fhir_server.errors import FhirError
 from fhir_server.search.plan import (
     AnyCriterion,
+    ChainAnyCriterion,
     ChainCriterion,
     CompartmentCriterion,
     Criterion,
@@ -202,6 +203,8 @@ def _reached_type(c: AnyCriterion) -> str | None:
 
 
 def _reaches_audit(c: AnyCriterion) -> bool:
+    if isinstance(c, ChainAnyCriterion):
+        return any(_reaches_audit(a) for a in c.alternatives)
     reached = _reached_type(c)
     if reached is None:
         return False
@@ -310,6 +313,8 @@ class AccessPolicy:
         return guarded
 
     def _guard(self, c: AnyCriterion) -> AnyCriterion:
+        if isinstance(c, ChainAnyCriterion):
+            return self._guard_alternatives(c)
         reached = _reached_type(c)
         if reached is None:
             return c
@@ -320,6 +325,28 @@ class AccessPolicy:
         self.require_read(reached)
         assert self.rows is not None
         return replace(c, inner=inner, guard=(*c.guard, *self.rows.criteria((reached,))))
+
+    def _guard_alternatives(self, c: ChainAnyCriterion) -> ChainCriterion | ChainAnyCriterion:
+        """An untyped chain goes only to the target types the caller may read: an alternative whose
+        target (or a type its chain reaches further on) is refused is left out, and only when every
+        one is refused is the first refusal raised."""
+        guarded: list[ChainCriterion] = []
+        refusal: FhirError | None = None
+        for alternative in c.alternatives:
+            try:
+                self.require_read(alternative.target_type)
+                chain = self._guard(alternative)
+            except FhirError as error:
+                if error.status != 403:
+                    raise
+                refusal = refusal or error
+                continue
+            assert isinstance(chain, ChainCriterion)
+            guarded.append(chain)
+        if not guarded:
+            assert refusal is not None
+            raise refusal
+        return guarded[0] if len(guarded) == 1 else replace(c, alternatives=tuple(guarded))
 
     def visible(self, resources: Iterable[StoredResource]) -> list[StoredResource]:
         """The permitted ones, each as the caller is shown it."""

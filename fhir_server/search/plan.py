@@ -115,8 +115,20 @@ class ChainCriterion:
     resource_type: str
     param: str
     target_type: str
-    inner: Criterion | ChainCriterion | HasCriterion
+    inner: Criterion | ChainCriterion | ChainAnyCriterion | HasCriterion
     guard: tuple[AnyCriterion, ...] = ()  # also ANDed on the target (the access policy's row rule)
+
+
+@dataclass(frozen=True, slots=True)
+class ChainAnyCriterion:
+    """``subject.name=x`` when several target types of ``param`` have the chained parameter: resources
+    whose reference points at a resource of any of them satisfying the rest of the chain. One
+    ``ChainCriterion`` per target type, each with that type's own inner criterion, all through
+    ``resource_type``'s ``param``."""
+
+    resource_type: str
+    param: str
+    alternatives: tuple[ChainCriterion, ...]  # at least two, each of a different target type
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +139,7 @@ class HasCriterion:
     resource_type: str
     source_type: str
     source_param: str
-    inner: Criterion | ChainCriterion | HasCriterion
+    inner: Criterion | ChainCriterion | ChainAnyCriterion | HasCriterion
     guard: tuple[AnyCriterion, ...] = ()  # also ANDed on the source (the access policy's row rule)
 
 
@@ -143,7 +155,7 @@ class CompartmentCriterion:
     compartment_id: str
 
 
-AnyCriterion = Criterion | ChainCriterion | HasCriterion | CompartmentCriterion
+AnyCriterion = Criterion | ChainCriterion | ChainAnyCriterion | HasCriterion | CompartmentCriterion
 
 
 @dataclass(frozen=True, slots=True)

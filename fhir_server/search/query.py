@@ -11,8 +11,9 @@ Plan conventions the storage relies on:
 
 - ``Criterion.resource_type`` is the searched type, or ``"Resource"`` in a system search over
   several types (then only parameters that all those types share are accepted);
-- a chain without a type modifier (``subject.name``) resolves to the one target type that defines
-  the chained parameter; when several do, the client must say which (``subject:Patient.name``);
+- a chain without a type modifier (``subject.name``) goes to every target type that has the rest of
+  the chain: a ``ChainCriterion`` when one does, else a ``ChainAnyCriterion`` over all of them
+  (search.html: "the server SHALL search across all of them");
 - ``ref:identifier`` and ``identifier:of-type`` become criteria on derived index names (see
   ``search.matches``).
 """
@@ -28,6 +29,7 @@ from fhir_server.errors import bad_request
 from fhir_server.search.matches import build_criterion
 from fhir_server.search.plan import (
     AnyCriterion,
+    ChainAnyCriterion,
     ChainCriterion,
     Criterion,
     HasCriterion,
@@ -184,33 +186,51 @@ class _Parser:
                                base_url=self.base_url)
 
     def _chain(self, subject_type: str, name: str, definition: SearchParamDef, modifier: str, rest: str,
-               value: str) -> ChainCriterion | None:
+               value: str) -> Criterion | ChainCriterion | ChainAnyCriterion | None:
         if definition.type != "reference":
             raise bad_request(f"Search parameter '{name}': only reference parameters can be chained",
                               expression=(name,))
-        next_code = rest.split(".", 1)[0].split(":", 1)[0]
         if modifier:
             if not self.registry.is_resource_type(modifier) or (
                     definition.targets and modifier not in definition.targets):
                 raise bad_request(f"Search parameter '{name}': :{modifier} is not a target type of "
                                   f"{definition.code}", expression=(name,))
-            target = modifier
+            targets = [modifier]
         else:
-            candidates = [t for t in definition.targets if self.registry.get(t, next_code) is not None]
-            if not candidates:
+            next_code = rest.split(".", 1)[0].split(":", 1)[0]
+            targets = [t for t in definition.targets if self.registry.get(t, next_code) is not None]
+            if not targets:
                 raise _Unknown(f"Search parameter '{name}': no target of {definition.code} has a "
                                f"parameter {next_code!r}")
-            if len(candidates) > 1:
-                raise bad_request(f"Search parameter '{name}': {definition.code} may refer to "
-                                  f"{', '.join(candidates)}; name one, e.g. {definition.code}:{candidates[0]}."
-                                  f"{rest}", expression=(name,))
-            target = candidates[0]
-        inner = self.criterion((target,), rest, value)
-        if inner is None:
+        inners = self._chained(targets, rest, value)
+        if inners is None:
             return None
         if self.registry.embeds(subject_type, definition.code):
-            return _embedded(subject_type, name, definition.code, inner)
-        return ChainCriterion(subject_type, definition.code, target, inner)
+            # the container indexes its inline resource's values under one name, whatever its type
+            return _embedded(subject_type, name, definition.code, inners[0][1])
+        chains = tuple(ChainCriterion(subject_type, definition.code, target, inner) for target, inner in inners)
+        return chains[0] if len(chains) == 1 else ChainAnyCriterion(subject_type, definition.code, chains)
+
+    def _chained(self, targets: Sequence[str], rest: str, value: str
+                 ) -> list[tuple[str, AnyCriterion]] | None:
+        """The rest of a chain (``rest=value``) on each target type that has it, in order; None for
+        an empty value. A target on which the rest of the chain is unknown is left out; when that
+        leaves none, the first target's reason is raised."""
+        found: list[tuple[str, AnyCriterion]] = []
+        unknown: _Unknown | None = None
+        for target in targets:
+            try:
+                inner = self.criterion((target,), rest, value)
+            except _Unknown as error:
+                unknown = unknown or error
+                continue
+            if inner is None:
+                return None
+            found.append((target, inner))
+        if not found:
+            assert unknown is not None
+            raise unknown
+        return found
 
     def _has(self, subject_type: str, name: str, value: str) -> HasCriterion | None:
         parts = name.split(":", 3)
@@ -240,12 +260,17 @@ class _Parser:
         return first
 
 
-def _embedded(subject_type: str, name: str, code: str, inner: AnyCriterion) -> Criterion | ChainCriterion:
+def _embedded(subject_type: str, name: str, code: str, inner: AnyCriterion
+              ) -> Criterion | ChainCriterion | ChainAnyCriterion:
     """A chain through an inline-resource parameter (``Bundle?composition.subject=...``) is a criterion
     on the values the container indexes for the inline resource (``composition.subject``)."""
     if isinstance(inner, HasCriterion):
         raise bad_request(f"Search parameter '{name}': _has cannot follow {code}", code="not-supported",
                           expression=(name,))
+    if isinstance(inner, ChainAnyCriterion):
+        alternatives = tuple(replace(a, resource_type=subject_type, param=f"{code}.{a.param}")
+                             for a in inner.alternatives)
+        return replace(inner, resource_type=subject_type, param=f"{code}.{inner.param}", alternatives=alternatives)
     return replace(inner, resource_type=subject_type, param=f"{code}.{inner.param}")
 
 

@@ -35,6 +35,7 @@ from fhir_server.search.index_values import (
 )
 from fhir_server.search.plan import (
     AnyCriterion,
+    ChainAnyCriterion,
     ChainCriterion,
     CompartmentCriterion,
     CompositeMatch,
@@ -244,12 +245,18 @@ class Compiler:
             doc[array] = _array_condition(positive.get(array, []), negative.get(array, []))
         return doc
 
-    def _bounded(self, query: Filter, projection: dict[str, int]) -> list[dict[str, Any]]:
-        docs = self._fetch(query, projection, MAX_JOIN_IDS + 1)
-        if len(docs) > MAX_JOIN_IDS:
+    def _bounded(self, query: Filter, projection: dict[str, int], limit: int | None = None) -> list[dict[str, Any]]:
+        """The inner query's documents, at most ``limit`` (default ``MAX_JOIN_IDS``) of them."""
+        limit = MAX_JOIN_IDS if limit is None else limit
+        docs = self._fetch(query, projection, limit + 1)
+        if len(docs) > limit:
             raise FhirError(400, "too-costly", f"a chained or _has parameter matches more than {MAX_JOIN_IDS} "
                                                "resources; narrow it down with more criteria")
         return docs
+
+    def _target_ids(self, c: ChainCriterion, limit: int | None = None) -> list[str]:
+        """The ids of the ``c.target_type`` resources a chain reaches (see ``_bounded``)."""
+        return [t["id"] for t in self._bounded(self.filter((c.target_type,), [c.inner, *c.guard]), {"id": 1}, limit)]
 
     def _has_ids(self, c: HasCriterion, types: Sequence[str]) -> set[str]:
         pkey = f"{c.source_type}.{c.source_param}"
@@ -257,8 +264,8 @@ class Compiler:
         return {r["ti"] for source in sources for r in source["ref"]
                 if r["p"] == pkey and r["tt"] in types and r["ti"] is not None}
 
-    def _criterion(self, c: Criterion | ChainCriterion | CompartmentCriterion, types: Sequence[str]
-                   ) -> tuple[str, Filter, bool, tuple[str, Any] | None]:
+    def _criterion(self, c: Criterion | ChainCriterion | ChainAnyCriterion | CompartmentCriterion,
+                   types: Sequence[str]) -> tuple[str, Filter, bool, tuple[str, Any] | None]:
         """(array, element condition, negated, lead on a key field) for one criterion."""
         if isinstance(c, CompartmentCriterion):
             pkeys = list(c.pkeys)
@@ -266,9 +273,11 @@ class Compiler:
             return "ref", element, False, _key_condition("ref", pkeys, ("ti", c.compartment_id))
         pkeys = [f"{t}.{c.param}" for t in types]
         if isinstance(c, ChainCriterion):
-            ids = [t["id"] for t in self._bounded(self.filter((c.target_type,), [c.inner, *c.guard]), {"id": 1})]
+            ids = self._target_ids(c)
             element = {"p": _one_or_in(pkeys), "tt": c.target_type, "ti": {"$in": ids}}
             return "ref", element, False, _key_condition("ref", pkeys, ("ti", {"$in": ids}))
+        if isinstance(c, ChainAnyCriterion):
+            return self._chain_any(c, pkeys)
         array = ARRAY_BY_TYPE[c.param_type]
         missing = [m for m in c.matches if isinstance(m, MissingMatch)]
         if missing:
@@ -284,6 +293,26 @@ class Compiler:
         if lead is not None and lead[0] not in KEY_FIELDS[array]:
             lead = None
         return array, element, False, _key_condition(array, pkeys, lead)
+
+    def _chain_any(self, c: ChainAnyCriterion, pkeys: list[str]) -> tuple[str, Filter, bool, tuple[str, Any] | None]:
+        """One reference element pointing at any alternative's targets (each type with its own ids),
+        led by every id found; all alternatives together reach at most ``MAX_JOIN_IDS`` targets."""
+        reached: list[Filter] = []
+        found = 0
+        for alternative in c.alternatives:
+            ids = self._target_ids(alternative, MAX_JOIN_IDS - found)
+            found += len(ids)
+            if ids:
+                reached.append({"tt": alternative.target_type, "ti": {"$in": ids}})
+        element: Filter = {"p": _one_or_in(pkeys)}
+        if len(reached) == 1:
+            element.update(reached[0])
+        elif reached:
+            element["$or"] = reached
+        else:
+            element["ti"] = {"$in": []}
+        ids = list(dict.fromkeys(i for r in reached for i in r["ti"]["$in"]))
+        return "ref", element, False, _key_condition("ref", pkeys, ("ti", {"$in": ids}))
 
     def match(self, m: Match, param_type: str, at: str) -> tuple[Filter, Lead]:
         """The condition on one index element (field names prefixed with ``at`` inside a composite)

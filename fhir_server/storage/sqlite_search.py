@@ -22,6 +22,7 @@ from typing import Any
 from fhir_server.search.normalize import normalize_text
 from fhir_server.search.plan import (
     AnyCriterion,
+    ChainAnyCriterion,
     ChainCriterion,
     CompartmentCriterion,
     CompositeMatch,
@@ -81,7 +82,7 @@ class Source:
     alias: str = ""
     ordered: bool = False  # the rows come from one index run, in ascending pk order
     unique: bool = False  # no pk comes twice (see ``_index_rows``: one row per resource and key)
-    inner: Source | None = None  # what a chain or ``_has`` source reads first (to estimate it cheaply)
+    inner: tuple[Source, ...] = ()  # what a chain or ``_has`` (or a union of chains) reads first: estimated first
     scans: bool = False  # a chain or ``_has`` whose inner criterion cannot drive: never run to estimate
 
     def select(self) -> Fragment:
@@ -197,6 +198,8 @@ class Compiler:
         ``:missing=true``: they match by the absence of rows)."""
         if isinstance(c, ChainCriterion):
             return self._chain_source(c, types)
+        if isinstance(c, ChainAnyCriterion):
+            return self._chain_any_source(c, types)
         if isinstance(c, HasCriterion):
             return self._has_source(c, types)
         if isinstance(c, CompartmentCriterion):
@@ -279,7 +282,15 @@ class Compiler:
         params = [*params, *guard_params]
         return Source(f"SELECT {x}.pk FROM idx_reference {x} WHERE {x}.pkey IN {pkeys} AND {x}.grp IS NULL "
                       f"AND {x}.target_type = ? AND {x}.target_id IN ({targets})", [*keys, c.target_type, *params],
-                      inner=inner, scans=inner is None)
+                      inner=() if inner is None else (inner,), scans=inner is None)
+
+    def _chain_any_source(self, c: ChainAnyCriterion, types: Sequence[str]) -> Source:
+        """The union of the alternatives' chains; estimated by what each of them reads first."""
+        chains = [self._chain_source(a, types) for a in c.alternatives]
+        selects = [chain.select() for chain in chains]
+        return Source(" UNION ALL ".join(sql for sql, _ in selects), [p for _, params in selects for p in params],
+                      inner=tuple(inner for chain in chains for inner in chain.inner),
+                      scans=any(chain.scans for chain in chains))
 
     def _has_source(self, c: HasCriterion, types: Sequence[str]) -> Source:
         t, x = self._alias("t"), self._alias("x")
@@ -297,7 +308,7 @@ class Compiler:
         return Source(f"SELECT {t}.pk FROM resource {t} WHERE ({t}.type, {t}.id) IN (SELECT {x}.target_type, "
                       f"{x}.target_id FROM idx_reference {x} WHERE {references} AND {x}.grp IS NULL "
                       f"AND {x}.target_type IN ({type_in})) AND {t}.deleted = 0", [*inner_params, key, *types],
-                      inner=source, scans=source is None)
+                      inner=() if source is None else (source,), scans=source is None)
 
     def _guard(self, guard: Sequence[AnyCriterion], resource_type: str, pk: str) -> Fragment:
         """`` AND ...`` for a chain's or ``_has``'s extra criteria on the resource at ``pk``."""
@@ -321,6 +332,9 @@ class Compiler:
                     f"AND {t}.id = {x}.target_id WHERE {x}.pk = {pk} AND +{x}.pkey IN {pkeys} "
                     f"AND {x}.target_type = ? AND {t}.deleted = 0 AND {inner}{guard})",
                     [*keys, c.target_type, *inner_params, *guard_params])
+        if isinstance(c, ChainAnyCriterion):
+            probes = [self.probe(a, types, pk) for a in c.alternatives]
+            return f"({' OR '.join(sql for sql, _ in probes)})", [p for _, params in probes for p in params]
         if isinstance(c, HasCriterion):
             t, x = self._alias("t"), self._alias("x")
             key = self._keys([f"{c.source_type}.{c.source_param}"])[0]
@@ -511,7 +525,7 @@ def _smallest(sources: list[tuple[AnyCriterion, Source]],
 
 def _estimate(source: Source, count: Callable[[Fragment], int], cap: int) -> int:
     """The number of rows of ``source``, or ``cap`` when it has at least that many."""
-    if source.scans or (source.inner is not None and _estimate(source.inner, count, cap) >= cap):
+    if source.scans or any(_estimate(inner, count, cap) >= cap for inner in source.inner):
         return cap
     if source.table is None:
         select, params = source.select()

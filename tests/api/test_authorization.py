@@ -208,6 +208,33 @@ def test_chains_and_has_do_not_reach_other_facilities_records(anonymous: TestCli
         {world["ob"]}
 
 
+def test_an_untyped_chain_reaches_only_the_target_types_the_caller_may_read(anonymous: TestClient,
+                                                                            world: dict[str, Any]) -> None:
+    a, b = world["a"], world["b"]
+    ward = anonymous.post("/Location", headers=a, json={"resourceType": "Location", "name": "Verma Ward"}).json()["id"]
+    about_ward = anonymous.post("/Observation", headers=a, json={
+        "resourceType": "Observation", "status": "final", "code": {"text": "BP"},
+        "subject": {"reference": f"Location/{ward}"}}).json()["id"]
+    # subject.family: only a Patient has it; subject.name: a Patient or a Location
+    assert ids(anonymous.get("/Observation?subject.family=Verma", headers=a).json()) == {world["oa"]}
+    assert ids(anonymous.get("/Observation?subject.name=Verma", headers=a).json()) == {world["oa"], about_ward}
+    assert ids(anonymous.get("/Observation?subject.name=Verma", headers=b).json()) == {world["ob"]}
+
+    def scoped(*scopes: str) -> dict[str, str]:
+        return bearer(mint_token(anonymous.app, "system", subject="lab", facility_id="fac-a",  # type: ignore[arg-type]
+                                 scopes=("system/Observation.read", *scopes)))
+
+    # a client that may not read Patients searches the Locations alone
+    response = anonymous.get("/Observation?subject.name=Verma", headers=scoped("system/Location.read"))
+    assert response.status_code == 200 and ids(response.json()) == {about_ward}
+    response = anonymous.get("/Observation?subject.name=Verma", headers=scoped("system/Patient.read"))
+    assert response.status_code == 200 and ids(response.json()) == {world["oa"]}
+    refused = anonymous.get("/Observation?subject.name=Verma", headers=scoped())
+    assert refused.status_code == 403
+    assert refused.json()["issue"][0]["diagnostics"] == \
+        "your token's scopes do not cover reading Location resources"
+
+
 def test_history_lists_only_the_facilitys_versions(anonymous: TestClient, world: dict[str, Any]) -> None:
     type_history = anonymous.get("/Patient/_history", headers=world["a"]).json()
     assert ids(type_history) == {world["pa"]}

@@ -114,6 +114,8 @@ def test_a_patients_documents_are_found_through_the_stored_patient(client: TestC
     query = f"composition.subject:Patient.identifier=https://healthid.abdm.gov.in|{nrces.HEALTH_ID}"
     assert total(client, query) == 1
     assert total(client, "composition.subject:Patient.identifier=https://healthid.abdm.gov.in|91-0000-0000-0000") == 0
+    # without the type: the chain goes to every type a Composition's subject may be that has an identifier
+    assert total(client, f"composition.subject.identifier=https://healthid.abdm.gov.in|{nrces.HEALTH_ID}") == 1
 
 
 def test_transaction_and_collection_bundles_stored_at_bundle_are_not_checked_as_documents(client: TestClient) -> None:

@@ -1,11 +1,13 @@
-"""Chained parameters (``subject:Patient.name=...``, several levels) and reverse chaining
-(``_has:Observation:subject:code=...``, nested)."""
+"""Chained parameters (``subject:Patient.name=...``, several levels, without a type across every
+target type that has the parameter) and reverse chaining (``_has:Observation:subject:code=...``,
+nested)."""
 
 from __future__ import annotations
 
 import pytest
+from fastapi.testclient import TestClient
 
-from tests.api.ncd_clinic import BP_PANEL, HBA1C, HEALTH_ID, HYPERTENSION, Clinic
+from tests.api.ncd_clinic import BP_PANEL, HBA1C, HEALTH_ID, HYPERTENSION, MRN, Clinic
 
 ASHA_OBSERVATIONS = {"bp-asha-jan", "bp-asha-feb", "glu-asha", "a1c-asha"}
 
@@ -40,10 +42,73 @@ def test_chained_criteria_combine_with_others(clinic: Clinic) -> None:
     assert clinic.found("Observation?subject:Patient.name=sharma&subject:Patient.name=kumar") == set()
 
 
-def test_an_ambiguous_chain_asks_for_the_type(clinic: Clinic) -> None:
-    response = clinic.client.get("Observation?subject.name=sharma")
+@pytest.fixture
+def subjects(client: TestClient) -> Clinic:
+    """Observations about a Patient, a Location, a Group and a Device (and none), some of them sharing
+    a name, an identifier or the Organization they belong to."""
+    c = Clinic(client)
+    c.add("org-phc", {"resourceType": "Organization", "name": "Primary Health Centre"})
+    c.add("org-chc", {"resourceType": "Organization", "name": "Community Health Centre"})
+    c.add("patient", {"resourceType": "Patient", "name": [{"family": "Sharma", "given": ["Asha"]}],
+                      "identifier": [{"system": MRN, "value": "1001"}],
+                      "managingOrganization": {"reference": c.ref("org-phc")}})
+    c.add("other-patient", {"resourceType": "Patient", "name": [{"family": "Kumar"}],
+                            "identifier": [{"system": MRN, "value": "1002"}],
+                            "managingOrganization": {"reference": c.ref("org-chc")}})
+    c.add("ward", {"resourceType": "Location", "name": "Sharma Ward", "identifier": [{"system": MRN, "value": "1001"}],
+                   "managingOrganization": {"reference": c.ref("org-phc")}})
+    c.add("cohort", {"resourceType": "Group", "type": "person", "actual": True, "name": "Sharma family",
+                     "identifier": [{"system": MRN, "value": "1001"}]})
+    c.add("device", {"resourceType": "Device", "identifier": [{"system": MRN, "value": "1003"}],
+                     "owner": {"reference": c.ref("org-chc")}})
+    for label, subject, status in (("obs-patient", "patient", "final"), ("obs-other-patient", "other-patient", "final"),
+                                   ("obs-ward", "ward", "amended"), ("obs-cohort", "cohort", "final"),
+                                   ("obs-device", "device", "final")):
+        c.add(label, {"resourceType": "Observation", "status": status, "code": {"text": "reading"},
+                      "subject": {"reference": c.ref(subject)}})
+    c.add("obs-nobody", {"resourceType": "Observation", "status": "final", "code": {"text": "reading"}})
+    return c
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    # Group has no name parameter: a Patient or a Location with the name
+    ("Observation?subject.name=sharma", {"obs-patient", "obs-ward"}),
+    ("Observation?subject.name=kumar,sharma", {"obs-patient", "obs-other-patient", "obs-ward"}),
+    ("Observation?subject.name:exact=Sharma Ward", {"obs-ward"}),
+    (f"Observation?subject.identifier={MRN}|1001", {"obs-patient", "obs-ward", "obs-cohort"}),
+    (f"Observation?subject.identifier={MRN}|1003", {"obs-device"}),
+    (f"Observation?subject.identifier={MRN}|1001,{MRN}|1003", {"obs-patient", "obs-ward", "obs-cohort", "obs-device"}),
+    ("Observation?subject.name=nobody", set()),
+    # the Patient, the Location and the Device each have an organization parameter
+    ("Observation?subject.organization.name=primary", {"obs-patient", "obs-ward"}),
+    ("Observation?subject.organization.name=community", {"obs-other-patient", "obs-device"}),
+    ("Observation?subject:Patient.name=sharma", {"obs-patient"}),
+    ("Observation?subject:Location.organization.name=primary", {"obs-ward"}),
+])
+def test_an_untyped_chain_searches_every_target_type_that_has_the_parameter(subjects: Clinic, query: str,
+                                                                             expected: set[str]) -> None:
+    assert subjects.found(query) == expected
+
+
+def test_untyped_chains_combine_with_other_criteria(subjects: Clinic) -> None:
+    assert subjects.found("Observation?subject.name=sharma&status:not=final") == {"obs-ward"}
+    assert subjects.found("Observation?subject.name=sharma&status=final") == {"obs-patient"}
+    assert subjects.found(f"Observation?subject.identifier={MRN}|1001&subject.name=sharma") == {
+        "obs-patient", "obs-ward"}
+    assert subjects.found(f"Observation?subject.identifier={MRN}|1001&subject:Group.identifier={MRN}|1001") == {
+        "obs-cohort"}
+    assert subjects.found("Observation?subject.name=sharma&subject.organization.name=primary&_sort=status") == {
+        "obs-patient", "obs-ward"}
+    assert subjects.found(f"Patient?_has:Observation:subject:subject.identifier={MRN}|1001") == {"patient"}
+
+
+def test_an_untyped_chain_no_target_of_which_has_the_parameter_is_unknown(client: TestClient) -> None:
+    response = client.get("Observation?subject.nickname=x", headers={"Prefer": "handling=strict"})
     assert response.status_code == 400
-    assert "may refer to Location, Patient" in response.json()["issue"][0]["diagnostics"]
+    assert "no target of subject has a parameter 'nickname'" in response.json()["issue"][0]["diagnostics"]
+    bundle = client.get("Observation?subject.nickname=x").json()
+    assert [e["resource"]["resourceType"] for e in bundle["entry"] if e["search"]["mode"] == "outcome"] == [
+        "OperationOutcome"]
 
 
 @pytest.mark.parametrize(("query", "expected"), [

@@ -7,6 +7,7 @@ import pytest
 
 from fhir_server.errors import FhirError
 from fhir_server.search.plan import (
+    ChainAnyCriterion,
     ChainCriterion,
     CompositeMatch,
     Criterion,
@@ -208,6 +209,48 @@ def test_chain_without_modifier_uses_the_only_target_with_the_parameter() -> Non
     assert isinstance(criterion, ChainCriterion) and criterion.target_type == "Patient"
 
 
+def test_chain_without_modifier_searches_every_target_with_the_parameter() -> None:
+    (criterion,) = plan("Observation", [("subject.name", "peter")]).criteria
+    assert criterion == ChainAnyCriterion("Observation", "subject", tuple(
+        ChainCriterion("Observation", "subject", target, Criterion(target, "name", "string", (StringMatch("peter"),)))
+        for target in ("Location", "Patient")))
+    (criterion,) = plan("Observation", [("subject.identifier", "urn:mrn|1")]).criteria
+    assert isinstance(criterion, ChainAnyCriterion)
+    assert [a.target_type for a in criterion.alternatives] == ["Device", "Group", "Location", "Patient"]
+    assert {a.inner for a in criterion.alternatives} == {
+        Criterion(target, "identifier", "token", (TokenMatch("urn:mrn", "1", True),))
+        for target in ("Device", "Group", "Location", "Patient")}
+
+
+def test_untyped_chains_nest_and_leave_out_targets_without_the_rest_of_the_chain() -> None:
+    (criterion,) = plan("Observation", [("subject.organization.name", "PHC")]).criteria
+    organization = Criterion("Organization", "name", "string", (StringMatch("phc"),))
+    assert criterion == ChainAnyCriterion("Observation", "subject", tuple(
+        ChainCriterion("Observation", "subject", target, ChainCriterion(target, "organization", "Organization",
+                                                                        organization))
+        for target in ("Device", "Location", "Patient")))
+    # RelatedPerson has a patient parameter too, but the Patient it points at has no type
+    (criterion,) = plan("Observation", [("performer.patient.type", "x")], strict=True).criteria
+    assert isinstance(criterion, ChainCriterion) and criterion.target_type == "CareTeam"
+    assert isinstance(criterion.inner, ChainCriterion) and criterion.inner.target_type == "Group"
+
+
+def test_an_untyped_chain_no_target_of_which_has_the_parameter_is_unknown_and_bad_values_are_400() -> None:
+    assert plan("Observation", [("subject.nickname", "x")]).ignored == ["subject.nickname"]
+    error = rejected("Observation", [("subject.nickname", "x")], strict=True)
+    assert "no target of subject has a parameter 'nickname'" in diagnostics(error)
+    assert plan("Observation", [("subject.name", "")]).criteria == []
+    assert "not a token" in diagnostics(rejected("Observation", [("subject.identifier", "a|b|c")]))
+
+
+def test_an_untyped_chain_through_an_inline_resource_searches_every_target_there() -> None:
+    (criterion,) = plan("Bundle", [("composition.subject.identifier", "urn:mrn|1")]).criteria
+    assert isinstance(criterion, ChainAnyCriterion)
+    assert (criterion.resource_type, criterion.param) == ("Bundle", "composition.subject")
+    assert {(a.resource_type, a.param) for a in criterion.alternatives} == {("Bundle", "composition.subject")}
+    assert {"Patient", "Group", "Practitioner"} <= {a.target_type for a in criterion.alternatives}
+
+
 def test_chains_nest_over_several_levels() -> None:
     (criterion,) = plan("Observation", [("subject:Patient.organization.name:exact", "PHC")]).criteria
     assert criterion == ChainCriterion("Observation", "subject", "Patient", ChainCriterion(
@@ -325,7 +368,6 @@ def test_conditional_query_needs_a_known_criterion(query: str) -> None:
     ("Observation", "subject", "Medication/1", "not a target type"),
     ("Observation", "subject", "a/b/c", "not a reference"),
     ("Observation", "component-code-value-quantity", "8480-6", "needs 2 parts"),
-    ("Observation", "subject.name", "x", "may refer to"),
     ("Observation", "code.name", "x", "only reference parameters"),
     ("Observation", "subject:missing.name", "x", "not a target type"),
     ("Patient", "_has:Observation", "x", "_has:Type:reference:parameter"),

@@ -20,6 +20,7 @@ from pymongo import MongoClient
 from fhir_server.errors import FhirError
 from fhir_server.search.plan import (
     AnyCriterion,
+    ChainAnyCriterion,
     ChainCriterion,
     CompartmentCriterion,
     CompositeMatch,
@@ -199,6 +200,48 @@ def test_chain_queries_are_served_on_both_sides() -> None:
     assert query["ref.ki"] == {"$in": ["Observation.subject|p1", "Observation.subject|p2"]}
     assert lead_index(query, RESOURCE_INDEXES) == "ref_ki"
     assert [lead_index(q, RESOURCE_INDEXES) for q in fetch.queries] == ["str_kn"]
+
+
+class FetchByType(RecordingFetch):
+    """Answers each inner query with the ids stored for the type it searches."""
+
+    def __init__(self, ids: dict[str, list[str]]) -> None:
+        super().__init__([])
+        self.ids = ids
+
+    def __call__(self, query: Filter, projection: dict[str, int], limit: int) -> list[dict[str, Any]]:
+        self.queries.append(query)
+        return [{"id": i} for i in self.ids.get(query["type"], [])][:limit]
+
+
+def _named_subject(*types: str) -> ChainAnyCriterion:
+    return ChainAnyCriterion("Observation", "subject", tuple(
+        ChainCriterion("Observation", "subject", t, crit("name", "string", StringMatch("smi"), resource_type=t))
+        for t in types))
+
+
+def test_a_chain_through_several_target_types_is_one_reference_condition_led_by_every_id() -> None:
+    fetch = FetchByType({"Patient": ["p1", "p2"], "Location": ["p2", "l1"]})
+    query = compiled(_named_subject("Location", "Patient", "Group"), fetch=fetch)
+    assert query["ref.ki"] == {"$in": ["Observation.subject|p2", "Observation.subject|l1", "Observation.subject|p1"]}
+    assert lead_index(query, RESOURCE_INDEXES) == "ref_ki"
+    assert query["ref"] == {"$elemMatch": {"p": "Observation.subject", "$or": [
+        {"tt": "Location", "ti": {"$in": ["p2", "l1"]}}, {"tt": "Patient", "ti": {"$in": ["p1", "p2"]}}]}}
+    assert [lead_index(q, RESOURCE_INDEXES) for q in fetch.queries] == ["str_kn"] * 3
+    only_patients = compiled(_named_subject("Location", "Patient"), fetch=FetchByType({"Patient": ["p1"]}))
+    assert only_patients["ref"] == {"$elemMatch": {"p": "Observation.subject", "tt": "Patient", "ti": {"$in": ["p1"]}}}
+    nothing = compiled(_named_subject("Location", "Patient"), fetch=FetchByType({}))
+    assert nothing["ref.ki"] == {"$in": []} and nothing["ref"] == {"$elemMatch": {"p": "Observation.subject",
+                                                                                   "ti": {"$in": []}}}
+
+
+def test_a_chain_through_several_target_types_reaches_at_most_the_join_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mongo_search, "MAX_JOIN_IDS", 3)
+    compiled(_named_subject("Location", "Patient"), fetch=FetchByType({"Patient": ["p1", "p2"], "Location": ["l1"]}))
+    with pytest.raises(FhirError) as refused:
+        compiled(_named_subject("Location", "Patient"),
+                 fetch=FetchByType({"Patient": ["p1", "p2"], "Location": ["l1", "l2"]}))
+    assert refused.value.status == 400 and refused.value.issues[0].code == "too-costly"
 
 
 def test_has_queries_are_served_on_both_sides() -> None:

@@ -29,6 +29,7 @@ from fhir_server.search.index_values import (
 )
 from fhir_server.search.plan import (
     AnyCriterion,
+    ChainAnyCriterion,
     ChainCriterion,
     CompositeMatch,
     Criterion,
@@ -534,6 +535,31 @@ def test_chain_follows_a_reference_to_the_inner_criterion(clinic: Storage) -> No
                             ChainCriterion("Patient", "general-practitioner", "Practitioner", who))
     assert found(clinic, "Observation", nested) == {"o1", "o3"}
     assert found(clinic, "Observation", ChainCriterion("Observation", "subject", "Group", family)) == set()
+
+
+def test_a_chain_through_several_target_types_matches_through_any_of_them(clinic: Storage) -> None:
+    put(clinic, change("Location", "p2", StringValue("name", "ward 9", "Ward 9")),  # the id of a Patient too
+        change("Observation", "o5", ReferenceValue("subject", "Location", "p2"),
+               TokenValue("code", "http://snomed.info/sct", "271649006")),
+        change("Observation", "o6", ReferenceValue("subject", "Group", "p3")))
+
+    def named(patient_family: str, location_name: str) -> ChainAnyCriterion:
+        return ChainAnyCriterion("Observation", "subject", (
+            ChainCriterion("Observation", "subject", "Patient",
+                           crit("Patient", "family", "string", StringMatch(patient_family))),
+            ChainCriterion("Observation", "subject", "Location",
+                           crit("Location", "name", "string", StringMatch(location_name)))))
+
+    assert found(clinic, "Observation", named("jones", "ward")) == {"o4", "o5"}  # not o2: Patient/p2 is no ward
+    assert found(clinic, "Observation", named("smithers", "nowhere")) == {"o2"}
+    assert found(clinic, "Observation", named("nobody", "nowhere")) == set()
+    code = crit("Observation", "code", "token", TokenMatch(None, "271649006", False))
+    assert found(clinic, "Observation", code, named("smith", "ward")) == {"o5"}
+    assert found(clinic, "Observation", named("jones", "ward"),
+                 crit("Observation", "code", "token", TokenMatch(None, "271649006", False), negate=True)) == set()
+    assert found(clinic, "Observation", named("smith", "ward"),
+                 crit("Observation", "code", "token", TokenMatch(None, "271649006", False), negate=True)) == {
+        "o1", "o2", "o3"}
 
 
 def test_has_selects_resources_referenced_by_matching_sources(clinic: Storage) -> None:
