@@ -59,7 +59,6 @@ RESULTS_FILE = BENCH_DIR / "results" / "crud.json"
 HOST = "127.0.0.1"
 FHIR_JSON = "application/fhir+json"
 UVICORN_FLAGS = (
-    "--workers", "1",
     "--loop", "uvloop",
     "--http", "httptools",
     "--no-access-log",
@@ -264,14 +263,14 @@ class UvicornServer:
     """A uvicorn subprocess on a free loopback port, stopped (SIGTERM, then SIGKILL) on exit."""
 
     def __init__(
-        self, name: str, factory: str, app_dir: Path, env: dict[str, str], work_dir: Path
+        self, name: str, factory: str, app_dir: Path, env: dict[str, str], work_dir: Path, workers: int = 1
     ) -> None:
         self.name = name
         self.port = free_port()
         self.base_url = f"http://{HOST}:{self.port}"
         self._command = [
             sys.executable, "-m", "uvicorn", "--factory", factory, "--app-dir", str(app_dir),
-            "--host", HOST, "--port", str(self.port), *UVICORN_FLAGS,
+            "--host", HOST, "--port", str(self.port), "--workers", str(workers), *UVICORN_FLAGS,
         ]  # fmt: skip
         self._env = env
         self._work_dir = work_dir
@@ -544,7 +543,7 @@ def write_results(
             "threads": args.threads,
             "seeded_patients": SEED_COUNT,
             "store": "sqlite",
-            "uvicorn_flags": list(UVICORN_FLAGS),
+            "uvicorn_flags": ["--workers", "1", *UVICORN_FLAGS],
         },
         "body_bytes": sizes,
         "baseline": asdict(baseline),

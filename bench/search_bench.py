@@ -283,8 +283,8 @@ def build_queries(patients: Sequence[PatientSeed], seed: int) -> list[Query]:
         Query("patient_date", "Observation?subject=Patient/<id>&date=ge<d1>&date=lt<d2>",
               paths(lambda p: f"/Observation?subject=Patient/{p.id}&{date_window(p)}")),
         Query("string_prefix", "Patient?name=<prefix>", paths(lambda p: f"/Patient?name={_q(name_prefix(p))}")),
-        Query("chained", "Observation?subject:Patient.identifier=https://healthid.abdm.gov.in|<abha>",
-              paths(lambda p: f"/Observation?subject:Patient.identifier={_q(abha + p.abha)}")),
+        Query("chained", "Observation?subject.identifier=https://healthid.abdm.gov.in|<abha>",
+              paths(lambda p: f"/Observation?subject.identifier={_q(abha + p.abha)}")),
         Query("include", "Observation?subject=Patient/<id>&_include=Observation:subject",
               paths(lambda p: f"/Observation?subject=Patient/{p.id}&_include=Observation:subject")),
         Query("revinclude", "Patient?identifier=https://healthid.abdm.gov.in|<abha>&_revinclude=Observation:subject",
@@ -415,13 +415,13 @@ def _socket_errors(raw: dict[str, float]) -> int:
 
 
 def measure_stage(label: str, db_path: Path, work_dir: Path, runner: WrkRunner, queries: list[Query],
-                  duration_s: int) -> list[Measurement]:
+                  duration_s: int, workers: int) -> list[Measurement]:
     env = {key: value for key, value in os.environ.items() if key != "MONGODB_URI"}
     env["FHIR_STORE"] = f"sqlite:///{db_path}"
     settings = Settings.from_env(env)
     check_token = mint_token(settings)
     factory = "fhir_server.app:app_from_env"
-    with UvicornServer(f"fhir-server-{label}", factory, REPO_ROOT, env, work_dir) as server:
+    with UvicornServer(f"fhir-server-{label}", factory, REPO_ROOT, env, work_dir, workers) as server:
         server.wait_until_ready("/metadata")
         with FhirGetter(server.port, check_token) as getter:
             queries = [*queries, next_link_query(getter, queries[-1])]
@@ -498,7 +498,7 @@ def write_results(path: Path, args: argparse.Namespace, wrk_version: str, popula
             "threads": args.threads,
             "requests_per_query": REQUESTS_PER_QUERY,
             "store": "sqlite",
-            "uvicorn_flags": list(UVICORN_FLAGS),
+            "uvicorn_flags": ["--workers", str(args.workers), *UVICORN_FLAGS],
         },
         "queries": {q.name: q.shape for q in queries},
         "population": {"patients": len(population.patients)},
@@ -522,6 +522,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=20, help="seconds per query and size (default 20)")
     parser.add_argument("--connections", type=int, default=4, help="concurrent clients (default 4)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
+    parser.add_argument("--workers", type=int, default=1, help="server worker processes (default 1)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=argparse.SUPPRESS)
     parser.add_argument("--check", action="store_true",
                         help=f"exit 1 unless every p95 <= {TARGET_P95_MS:.0f} ms at the full size and "
@@ -561,7 +562,7 @@ def run(args: argparse.Namespace, runner: WrkRunner, work_dir: Path) -> int:
         _log(f"{label}: {stats.resources:,} resources in {stats.seconds:.1f} s ({stats.per_s:,.0f}/s); "
              f"store now {loaded:,} resources, {db_path.stat().st_size / 1e6:,.0f} MB")
         queries = build_queries(staged.complete, args.seed + loaded)
-        measured = measure_stage(label, db_path, work_dir, runner, queries, args.duration)
+        measured = measure_stage(label, db_path, work_dir, runner, queries, args.duration, args.workers)
         results.append(measured)
         stages.append({"label": label, "resources": loaded, "patients_loaded": len(staged.complete),
                        "db_bytes": db_path.stat().st_size, "load": stats.as_dict(),
