@@ -78,6 +78,20 @@ class UriMatch:
     uri: str
     mode: str = "exact"  # "exact" | "above" | "below"
 
+    def ancestors(self) -> list[str]:
+        """For ``:above``: the URI and every URI it is under, path segment by segment (with and
+        without the trailing slash), never cut inside a segment or before the authority:
+        ``http://a.org/fhir/ValueSet/123`` is under ``http://a.org/fhir/ValueSet`` and
+        ``http://a.org/``, not under ``http://a.org/fhir/Value``."""
+        uri = self.uri
+        scheme = uri.find("://")
+        start = uri.find("/", scheme + 3) if scheme >= 0 else uri.find("/")
+        found = [uri]
+        while start >= 0:
+            found += [uri[:start], uri[:start + 1]]
+            start = uri.find("/", start + 1)
+        return list(dict.fromkeys(p for p in found if p))
+
 
 @dataclass(frozen=True, slots=True)
 class MissingMatch:

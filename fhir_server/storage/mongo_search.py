@@ -380,7 +380,7 @@ def _uri(m: UriMatch, field: str) -> tuple[Filter, Lead]:
         return {"$or": [{field: m.uri}, {field: _prefix_range(base)}]}, (
             field, {"$gte": min(m.uri, base), "$lt": base + _PREFIX_END})
     if m.mode == "above":
-        prefixes = [m.uri[:n] for n in range(len(m.uri) + 1)]
+        prefixes = m.ancestors()
         return {field: {"$in": prefixes}}, (field, {"$in": prefixes})
     return {field: m.uri}, (field, m.uri)
 

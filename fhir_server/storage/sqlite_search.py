@@ -444,7 +444,8 @@ class Compiler:
                 return (f"({t}.uri = ? OR ({t}.uri >= ? AND {t}.uri < ?))",
                         [m.uri, m.uri.rstrip("/") + "/", m.uri.rstrip("/") + "/" + _PREFIX_END])
             if m.mode == "above":
-                return f"substr(?, 1, length({t}.uri)) = {t}.uri", [m.uri]
+                ancestors = m.ancestors()
+                return f"{t}.uri IN ({','.join('?' * len(ancestors))})", ancestors
             return f"{t}.uri = ?", [m.uri]
         if isinstance(m, RangeMatch):
             if param_type == "date":

@@ -17,6 +17,9 @@ from tests.api.ncd_clinic import CBAC, NDHM_PATIENT, Clinic
     ("Questionnaire?url:below=https://ncd.example.in/fhir/Question", set()),
     (f"Questionnaire?url:above={CBAC}/2024/extra", {"q-cbac", "q-cbac-2"}),
     (f"Questionnaire?url:above={CBAC}", {"q-cbac"}),
+    (f"Questionnaire?url:above={CBAC}/", {"q-cbac"}),
+    (f"Questionnaire?url:above={CBAC}-extended/2024", set()),  # cbac is a string prefix, not a parent
+    (f"Questionnaire?url:above={CBAC}/20", {"q-cbac"}),
     (f"Questionnaire?url={CBAC},https://other.example.org/Questionnaire/phq9", {"q-cbac", "q-phq9"}),
     ("Questionnaire?url:missing=false", {"q-cbac", "q-cbac-2", "q-phq9"}),
 ])
