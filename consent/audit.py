@@ -272,7 +272,9 @@ def index_values(event: dict[str, Any]) -> list[IndexValue]:
     recorded = date_range(event["recorded"])
     assert recorded is not None
     values.append(DateValue("date", *recorded))
-    roles, types, patients = [], [], []
+    roles: dict[tuple[str, str], TokenValue] = {}
+    types: dict[tuple[str, str], TokenValue] = {}
+    patients = []
     for entity in event["entity"]:
         kind, _, id = entity["what"]["reference"].partition("/")
         values.append(ReferenceValue("entity", kind, id))
@@ -280,11 +282,11 @@ def index_values(event: dict[str, Any]) -> list[IndexValue]:
             patients.append(ReferenceValue("patient", kind, id))
         for key, found in (("role", roles), ("type", types)):
             coding = entity.get(key)
-            if coding:
-                found.append(TokenValue(f"entity-{key}", coding["system"], coding["code"],
-                                        normalize_text(coding["display"])))
-    values += roles
-    values += types
+            if coding and (coding["system"], coding["code"]) not in found:  # a few codings, many entities
+                found[coding["system"], coding["code"]] = TokenValue(
+                    f"entity-{key}", coding["system"], coding["code"], normalize_text(coding["display"]))
+    values += roles.values()
+    values += types.values()
     values.append(TokenValue("outcome", None, event["outcome"]))
     values += patients
     values += [TokenValue("subtype", c["system"], c["code"]) for c in event["subtype"]]
