@@ -12,7 +12,9 @@ so they can never collide with a real parameter code:
 - ``<reference param>:identifier``: token values from ``Reference.identifier`` (the ``:identifier``
   modifier);
 - ``<token param>:of-type``: composite values (``Identifier.type`` coding, ``Identifier.value``) (the
-  ``:of-type`` modifier).
+  ``:of-type`` modifier);
+- ``<quantity param>:canonical``: a UCUM quantity in canonical units (``search.ucum``), which quantity
+  searches with a convertible UCUM unit compare against. Composite components stay literal.
 
 A reference parameter whose value is a whole inline resource (``Bundle.composition``, ``Bundle.message``:
 the first entry's Composition or MessageHeader) indexes that resource only when it is of a target
@@ -45,6 +47,7 @@ from fhir_server.search.index_values import (
 )
 from fhir_server.search.normalize import date_range, normalize_text, reference_parts
 from fhir_server.search.registry import SearchParamDef, SearchRegistry
+from fhir_server.search.ucum import CANONICAL_SUFFIX, CANONICAL_SYSTEM, UCUM_SYSTEM, conversion
 
 Converter = Callable[[str, Any], list[Any]]
 """``(parameter code, JSON value) -> index values``."""
@@ -312,6 +315,16 @@ def _quantity(code: str, quantity: dict[str, Any]) -> list[QuantityValue]:
     return [QuantityValue(code, float(value), quantity.get("system"), quantity.get("code"), quantity.get("unit"))]
 
 
+def _canonical_quantity(code: str, quantity: dict[str, Any]) -> list[QuantityValue]:
+    value, unit = quantity.get("value"), quantity.get("code")
+    if value is None or quantity.get("system") != UCUM_SYSTEM or not isinstance(unit, str):
+        return []
+    converted = conversion(unit)
+    if converted is None:
+        return []
+    return [QuantityValue(code + CANONICAL_SUFFIX, converted.apply(value), CANONICAL_SYSTEM, converted.unit)]
+
+
 def _money(code: str, money: dict[str, Any]) -> list[QuantityValue]:
     value = money.get("value")
     if value is None:
@@ -342,4 +355,5 @@ parameter type can index (the generator lists parameters that yield none of them
 _DERIVED: Mapping[str, Mapping[str, Converter]] = {
     "reference": {"Reference": _reference_identifier},
     "token": {"Identifier": _identifier_of_type},
+    "quantity": {t: _canonical_quantity for t in _QUANTITY_TYPES},
 }

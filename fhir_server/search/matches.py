@@ -8,6 +8,12 @@ Two modifiers target the derived indexes that ``extract`` writes (names contain 
 clash with a parameter code): ``ref:identifier=sys|val`` is a token criterion on ``ref:identifier``
 (matching ``Reference.identifier``), and ``identifier:of-type=sys|code|val`` a composite criterion on
 ``identifier:of-type`` (type coding, value).
+
+A quantity criterion whose every value names a UCUM unit that converts (``search.ucum``) targets the
+derived ``<param>:canonical`` index instead, with the search range converted to canonical units; any
+other quantity criterion (no unit, another system, an unconvertible code, one such value among
+several) matches the literal ``value|system|code``. ``ap`` widens the value by 10% in the unit the
+client wrote, before converting (for a temperature that is 10% of the Celsius or Fahrenheit value).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from fhir_server.search.plan import (
     UriMatch,
 )
 from fhir_server.search.registry import ComponentDef, SearchParamDef, SearchRegistry
+from fhir_server.search.ucum import CANONICAL_SUFFIX, CANONICAL_SYSTEM, UCUM_SYSTEM, conversion
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")
 _PREFIXES = frozenset(p.value for p in Prefix)
@@ -66,6 +73,10 @@ def build_criterion(resource_type: str, name: str, definition: SearchParamDef, m
         if modifier == "of-type":
             return Criterion(resource_type, definition.code + ":of-type", "composite",
                              tuple(_of_type(v) for v in values))
+        if definition.type == "quantity":
+            canonical = tuple(m for v in values if (m := _canonical_quantity(v)) is not None)
+            if len(canonical) == len(values):
+                return Criterion(resource_type, definition.code + CANONICAL_SUFFIX, "quantity", canonical)
         matches = tuple(_match(definition, modifier, v, base_url) for v in values)
     except _BadValue as error:
         raise bad_request(f"Search parameter '{name}': {error}", expression=(name,)) from None
@@ -203,26 +214,50 @@ def _number(value: str) -> RangeMatch:
 
 
 def _quantity(value: str) -> RangeMatch:
+    prefix, text, system, code = _quantity_parts(value)
+    low, high = _number_range(text, value, prefix)
+    return RangeMatch(prefix, low, high, system, code)
+
+
+def _canonical_quantity(value: str) -> RangeMatch | None:
+    """``value`` against the canonical index, or None when its unit does not convert. A comparison
+    (``gt``, ``le``, ...) is against the value itself, the middle of the range: here the range
+    collapses to the converted value, which a rounded midpoint of converted bounds would miss."""
+    prefix, text, system, code = _quantity_parts(value)
+    converted = conversion(code) if system == UCUM_SYSTEM and code else None
+    if converted is None:
+        return None
+    low, number, high = _decimal_range(text, value, prefix)
+    if prefix not in (Prefix.EQ, Prefix.NE, Prefix.AP):
+        low = high = number
+    return RangeMatch(prefix, converted.apply(low), converted.apply(high), CANONICAL_SYSTEM, converted.unit)
+
+
+def _quantity_parts(value: str) -> tuple[Prefix, str, str | None, str | None]:
     parts = [unescape(p) for p in split_escaped(value, "|")]
     if len(parts) not in (1, 3):
         raise _BadValue(f"{value!r} is not a quantity (number, number|system|code or number||code)")
     prefix, text = _prefixed(parts[0])
-    low, high = _number_range(text, value, prefix)
     system, code = (parts[1] or None, parts[2] or None) if len(parts) == 3 else (None, None)
-    return RangeMatch(prefix, low, high, system, code)
+    return prefix, text, system, code
 
 
 def _number_range(text: str, value: str, prefix: Prefix) -> tuple[float, float]:
-    """The range a number stands for at its precision: ``100`` is [99.5, 100.5), ``100.0`` is
-    [99.95, 100.05) and ``1e2`` (one significant figure) is [50, 150). ``ap`` widens it to at
-    least 10% of the value either side (search.html's recommendation)."""
+    low, _, high = _decimal_range(text, value, prefix)
+    return float(low), float(high)
+
+
+def _decimal_range(text: str, value: str, prefix: Prefix) -> tuple[Decimal, Decimal, Decimal]:
+    """The range a number stands for at its precision, and the number: ``100`` is [99.5, 100.5),
+    ``100.0`` is [99.95, 100.05) and ``1e2`` (one significant figure) is [50, 150). ``ap`` widens
+    it to at least 10% of the value either side (search.html's recommendation)."""
     if not _NUMBER.fullmatch(text):
         raise _BadValue(f"{value!r} is not a number")
     number = Decimal(text)
     half = Decimal(5).scaleb(int(number.as_tuple().exponent) - 1)
     if prefix is Prefix.AP:
         half = max(half, abs(number) / 10)
-    return float(number - half), float(number + half)
+    return number - half, number, number + half
 
 
 _SCALARS: dict[str, Callable[[str], Match]] = {"date": _date, "number": _number, "quantity": _quantity}

@@ -3,7 +3,8 @@
 Collections: ``resources`` (the current version of each resource, ``_id`` = ``"Type/id"``, with its
 index values embedded as laid out in ``mongo_search``), ``history`` (one document per version,
 ``_id`` = ``"Type/id/version"``) and ``claims`` (one counter per key that concurrent transactions must
-not both pass). A history entry also carries ``hk``, its place in history order as one string, and
+not both pass), and ``migrations`` (one document per one-time conversion of stored data already done).
+A history entry also carries ``hk``, its place in history order as one string, and
 ``end``, when the next version replaced it: they serve keyset paging and ``_at``. Bodies are stored as
 the exact JSON bytes and returned unchanged; datetimes as naive UTC. Two transactions
 writing the same document conflict and one is retried, which is what makes the version checks and
@@ -25,6 +26,7 @@ from pymongo.read_preferences import ReadPreference
 from pymongo.write_concern import WriteConcern
 
 from fhir_server.search.plan import AnyCriterion, Include, SearchPlan, SortKey
+from fhir_server.search.ucum import CANONICAL_SYSTEM, UCUM_SYSTEM
 from fhir_server.storage.base import (
     CHANGED_LIMIT,
     ChangedMatch,
@@ -44,6 +46,7 @@ from fhir_server.storage.mongo_search import (
     Compiler,
     Fetch,
     Filter,
+    canonical_quantities,
     creation_key,
     index_fields,
     keyset_match,
@@ -208,6 +211,26 @@ class MongoTransaction:
         self._db.claims.update_one({"_id": key}, {"$inc": {"n": 1}}, upsert=True, session=self._session)
 
 
+_CANONICAL_QUANTITIES = "canonical-quantities"
+
+
+def _add_canonical_quantities(db: Database) -> None:
+    """Give the UCUM quantities of resources written before canonical units (``search.ucum``) their
+    ``<param>:canonical`` elements, once. A resource rewritten meanwhile (another ``v``) or already
+    converted (by a concurrent process) is left alone: its current index values are already right."""
+    if db.migrations.find_one({"_id": _CANONICAL_QUANTITIES}) is not None:
+        return
+    updates = []
+    for doc in db.resources.find({"qty.s": UCUM_SYSTEM}, {"qty": 1, "v": 1}):
+        added = canonical_quantities(doc["qty"])
+        if added:
+            updates.append(UpdateOne({"_id": doc["_id"], "v": doc["v"], "qty.s": {"$ne": CANONICAL_SYSTEM}},
+                                     {"$push": {"qty": {"$each": added}}}))
+    if updates:
+        db.resources.bulk_write(updates, ordered=False)
+    db.migrations.update_one({"_id": _CANONICAL_QUANTITIES}, {"$set": {"done": True}}, upsert=True)
+
+
 class MongoStorage:
     inline_reads = False  # every read is a network round trip: keep it off the event loop
 
@@ -220,6 +243,7 @@ class MongoStorage:
             raise RuntimeError(_NEEDS_REPLICA_SET)
         self._db.resources.create_indexes([IndexModel(keys, name=name) for name, keys in RESOURCE_INDEXES.items()])
         self._db.history.create_indexes([IndexModel(keys, name=name) for name, keys in HISTORY_INDEXES.items()])
+        _add_canonical_quantities(self._db)
 
     def read(self, resource_type: str, id: str) -> StoredResource | None:
         doc = self._db.resources.find_one({"_id": f"{resource_type}/{id}"}, RESOURCE_FIELDS)

@@ -53,6 +53,7 @@ from fhir_server.search.plan import (
     TokenTextMatch,
     UriMatch,
 )
+from fhir_server.search.ucum import CANONICAL_SUFFIX, CANONICAL_SYSTEM, UCUM_SYSTEM, conversion
 
 Filter = dict[str, Any]
 Fetch = Callable[[Filter, dict[str, int], int], list[dict[str, Any]]]
@@ -153,6 +154,22 @@ def index_fields(resource_type: str, values: Iterable[IndexValue]) -> dict[str, 
     fields["sa"] = ascending
     fields["sd"] = descending
     return fields
+
+
+def canonical_quantities(elements: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ``qty`` elements ``index_fields`` adds for the canonical units of the UCUM quantities among
+    ``elements`` (stored ones), none when they have them already: for stores written before them."""
+    elements = list(elements)
+    if any(e.get("s") == CANONICAL_SYSTEM for e in elements):
+        return []
+    added: dict[tuple[str, float, str], dict[str, Any]] = {}
+    for element in elements:
+        converted = conversion(element["c"]) if element.get("s") == UCUM_SYSTEM and element.get("c") else None
+        if converted is not None:
+            pkey, value = element["p"] + CANONICAL_SUFFIX, converted.apply(element["v"])
+            added.setdefault((pkey, value, converted.unit), _keyed(
+                "qty", pkey, {"v": value, "s": CANONICAL_SYSTEM, "c": converted.unit, "un": None}))
+    return list(added.values())
 
 
 # --- search ------------------------------------------------------------------------------------------

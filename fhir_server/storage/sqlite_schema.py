@@ -121,13 +121,20 @@ UNKNOWN_PARAM = -1
 
 
 def create_schema(conn: sqlite3.Connection) -> None:
-    """Create the tables, first converting a store written with text ``pkey`` columns (no ``seq``)."""
+    """Create the tables, first converting a store written with text ``pkey`` columns (no ``seq``),
+    then give UCUM quantities written before canonical indexing their canonical rows."""
     if {row[1] for row in conn.execute("PRAGMA table_info(resource)")} == _BEFORE_HOLDERS:
         _add_holders(conn)
     columns = {row[1] for row in conn.execute("PRAGMA table_info(idx_token)")}
     if columns and "seq" not in columns:
         _convert_text_keys(conn)
     conn.executescript(SCHEMA)
+    if conn.execute("PRAGMA user_version").fetchone()[0] < CANONICAL_QUANTITIES_VERSION:
+        _add_canonical_quantities(conn)
+
+
+CANONICAL_QUANTITIES_VERSION = 1
+"""``PRAGMA user_version`` from which every UCUM quantity has its ``<param>:canonical`` row."""
 
 
 _BEFORE_HOLDERS = {"pk", "type", "id", "version", "last_updated", "deleted", "body"}
@@ -187,6 +194,42 @@ def _convert_text_keys(conn: sqlite3.Connection) -> None:
                 f"{', '.join('o.' + c.strip() for c in values.split(','))} "
                 f"FROM {table}_text_keys o JOIN param p ON p.name = o.pkey ORDER BY o.pk, o.rowid")
             conn.execute(f"DROP TABLE {table}_text_keys")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _add_canonical_quantities(conn: sqlite3.Connection) -> None:
+    """Index the UCUM quantities of a store written before canonical units (``search.ucum``) the way
+    ``extract`` now does, once: ``user_version`` records it, checked again under the write lock in
+    case another process did it meanwhile. Composite parts (``grp``) stay literal, as at write time."""
+    from fhir_server.search.ucum import CANONICAL_SUFFIX, CANONICAL_SYSTEM, UCUM_SYSTEM, conversion
+
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if conn.execute("PRAGMA user_version").fetchone()[0] < CANONICAL_QUANTITIES_VERSION:
+            rows = conn.execute(
+                "SELECT q.pk, p.name, q.value, q.code, (SELECT max(o.seq) FROM idx_quantity o WHERE o.pk = q.pk) "
+                "FROM idx_quantity q JOIN param p ON p.id = q.pkey "
+                "WHERE q.grp IS NULL AND q.system = ? AND q.code IS NOT NULL ORDER BY q.pk, q.seq",
+                (UCUM_SYSTEM,)).fetchall()
+            added: dict[tuple[int, str, float, str], int] = {}
+            last_seq: dict[int, int] = {}
+            for pk, name, value, code, max_seq in rows:
+                converted = conversion(code)
+                if converted is None:
+                    continue
+                key = (pk, name + CANONICAL_SUFFIX, converted.apply(value), converted.unit)
+                if key not in added:
+                    added[key] = last_seq[pk] = last_seq.get(pk, max_seq) + 1
+            for name in {key[1] for key in added}:
+                conn.execute("INSERT OR IGNORE INTO param (name) VALUES (?)", (name,))
+            keys = dict(conn.execute("SELECT name, id FROM param WHERE name LIKE ?", (f"%{CANONICAL_SUFFIX}",)))
+            conn.executemany("INSERT INTO idx_quantity VALUES (?,?,?,NULL,?,?,?,NULL)",
+                             [(pk, seq, keys[name], value, CANONICAL_SYSTEM, unit)
+                              for (pk, name, value, unit), seq in added.items()])
+            conn.execute(f"PRAGMA user_version = {CANONICAL_QUANTITIES_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

@@ -26,6 +26,7 @@ from fhir_server.search.plan import (
 )
 from fhir_server.search.query import parse_conditional, parse_search
 from fhir_server.search.registry import SearchRegistry
+from fhir_server.search.ucum import CANONICAL_SYSTEM
 
 REGISTRY = SearchRegistry.load()
 DAY = 86_400_000
@@ -146,12 +147,25 @@ def test_numbers_become_ranges_at_their_significant_figures(value: str, prefix: 
 
 @pytest.mark.parametrize(("value", "system", "code"), [
     ("5.4", None, None),
-    ("5.4|http://unitsofmeasure.org|mg", "http://unitsofmeasure.org", "mg"),
+    ("5.4|http://example.org/units|mg", "http://example.org/units", "mg"),
     ("5.4||mg", None, "mg"),
+    ("5.4|http://unitsofmeasure.org|mEq/L", "http://unitsofmeasure.org", "mEq/L"),  # not UCUM syntax
 ])
 def test_quantity_forms(value: str, system: str | None, code: str | None) -> None:
-    (match,) = only("Observation", "value-quantity", value).matches
-    assert match == RangeMatch(Prefix.EQ, pytest.approx(5.35), pytest.approx(5.45), system, code)
+    criterion = only("Observation", "value-quantity", value)
+    assert criterion.param == "value-quantity"
+    assert criterion.matches == (RangeMatch(Prefix.EQ, pytest.approx(5.35), pytest.approx(5.45), system, code),)
+
+
+@pytest.mark.parametrize(("value", "match"), [
+    ("5.4|http://unitsofmeasure.org|mg", RangeMatch(Prefix.EQ, 5.35e-6, 5.45e-6, CANONICAL_SYSTEM, "kilogram")),
+    ("gt5.4|http://unitsofmeasure.org|mg", RangeMatch(Prefix.GT, 5.4e-6, 5.4e-6, CANONICAL_SYSTEM, "kilogram")),
+    ("ap100|http://unitsofmeasure.org|g", RangeMatch(Prefix.AP, 0.09, 0.11, CANONICAL_SYSTEM, "kilogram")),
+    ("le37|http://unitsofmeasure.org|Cel", RangeMatch(Prefix.LE, 310.15, 310.15, CANONICAL_SYSTEM, "kelvin")),
+])
+def test_ucum_quantities_are_searched_in_canonical_units(value: str, match: RangeMatch) -> None:
+    criterion = only("Observation", "value-quantity", value)
+    assert (criterion.param, criterion.matches) == ("value-quantity:canonical", (match,))
 
 
 def test_composite_parts_are_parsed_by_component_type() -> None:

@@ -133,6 +133,8 @@ PLANS: dict[str, tuple[Criterion, str]] = {
     "quantity": (crit("value-quantity", "quantity", RangeMatch(Prefix.LT, 99.5, 100.5)), "qty_kv"),
     "quantity with unit": (crit("value-quantity", "quantity", RangeMatch(Prefix.EQ, 99.5, 100.5, None, "mg")),
                            "qty_kc"),
+    "quantity in canonical units": (crit("value-quantity:canonical", "quantity", RangeMatch(
+        Prefix.GT, 0.1, 0.1, "urn:fhir-server:ucum-canonical", "kilogram")), "qty_kc"),
     "uri": (crit("url", "uri", UriMatch("http://x.org/vs"), resource_type="ValueSet"), "uri_ku"),
     "uri above": (crit("url", "uri", UriMatch("http://x.org/vs/a", "above"), resource_type="ValueSet"), "uri_ku"),
     "uri below": (crit("url", "uri", UriMatch("http://x.org/vs", "below"), resource_type="ValueSet"), "uri_ku"),

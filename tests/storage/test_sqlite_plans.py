@@ -55,6 +55,8 @@ SEARCHES = [
     "Observation?subject=Patient/p1&code:not=2339-0&value-quantity=gt100",
     "Observation?subject=Patient/p1&value-quantity:missing=true",
     "Observation?value-quantity=gt5.5|http://unitsofmeasure.org|%25",
+    "Observation?value-quantity=gt100000|http://unitsofmeasure.org|g",
+    "Observation?value-quantity=gt5.5||%25",
     "Encounter?subject=Patient/p2&_revinclude=Observation:encounter&_include=Encounter:subject",
     "Patient?birthdate=1980",
 ]
