@@ -27,6 +27,7 @@ from fhir_server.api.responses import error_response
 from fhir_server.api.routes import ROUTES, Route
 from fhir_server.errors import FhirError
 from fhir_server.resources.validation import has_model
+from fhir_server.search import ucum
 from fhir_server.search.extract import IndexExtractor
 from fhir_server.search.registry import SearchRegistry
 from fhir_server.service.documents import DocumentService
@@ -122,7 +123,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # the long-lived heap (models, registry, compiled expressions) never becomes garbage:
+        ucum.prepare()
+        # the long-lived heap (models, registries, compiled expressions) never becomes garbage:
         # keep the cyclic collector from walking it again on every full collection
         gc.collect()
         gc.freeze()

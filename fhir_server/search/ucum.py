@@ -107,6 +107,12 @@ _registry_lock = threading.Lock()
 _built: list[Any] = []  # the registry, once built
 
 
+def prepare() -> None:
+    """Build the registry now (the server does at start-up), not during the first request that
+    needs a conversion."""
+    _registry()
+
+
 def _registry() -> Any:
     """ucumvert's pint registry (about a second to build): once per process, on first use."""
     if not _built:
