@@ -223,3 +223,4 @@ class SearchPlan:
     snapshot: Snapshot | None = None  # None: no paging walk (every current match counts)
     after: Position | None = None  # the page starts right after this position ...
     before: Position | None = None  # ... or ends right before this one
+    tally: int | None = None  # count the walk's members up to this many along with the page, if the store can

@@ -67,10 +67,12 @@ class SearchService:
         page_size = plan.count
         if plan.summary == "count":
             plan.count = 0
+        if plan.total != "none" and plan.total != "accurate" and plan.count > 0 and token is None:
+            plan.tally = self.total_limit + 1  # a first page's bounded count, found with the page if the store can
         page = self.storage.search(plan)
         placed = place_changed(plan.sort, plan.snapshot, page.changed, self.extractor.extract) if page.changed else []
         hits, more = merge(plan.sort, page.hits, placed, plan.count, plan.after, plan.before)
-        total = self._total(plan, token, len(placed))
+        total = self._total(plan, token, len(placed), page.tally)
         matches = [policy.shown(h.stored) for h in hits]
         entries = [self._entry(base_url, s, "match", plan) for s in matches]
         included = policy.visible(self.storage.includes(matches, plan.includes)) if plan.includes and matches else []
@@ -112,13 +114,14 @@ class SearchService:
         pkeys = tuple(f"{t}.{param}" for t in types for param in members[t])
         return CompartmentCriterion(types[0], pkeys, compartment_type, compartment_id)
 
-    def _total(self, plan: SearchPlan, token: PageToken | None, placed: int) -> int | None:
+    def _total(self, plan: SearchPlan, token: PageToken | None, placed: int, tally: int | None) -> int | None:
         if plan.total == "none":
             return None
         exact = plan.total == "accurate" or plan.count == 0
         if not exact and token is not None:
             return token.total
-        counted = self.storage.count(plan, None if exact else self.total_limit + 1)
+        counted = tally if tally is not None and not exact else self.storage.count(
+            plan, None if exact else self.total_limit + 1)
         if not exact and counted > self.total_limit:
             return None
         return counted + placed

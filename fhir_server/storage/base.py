@@ -97,10 +97,13 @@ class SearchPage:
     """``hits``: at most ``plan.count + 1`` members of the walk in order, starting after
     ``plan.after`` or, nearest first, ending before ``plan.before``. For a sorted walk, members
     written after ``snapshot.stable`` are not among them: they come as ``changed`` (all of them, up to
-    ``CHANGED_LIMIT + 1``), for the caller to place."""
+    ``CHANGED_LIMIT + 1``), for the caller to place. ``tally``: when the plan asked for one
+    (``plan.tally``) and the store could count while finding the page, the walk's members counted
+    up to that many; None leaves the count to ``Storage.count``."""
 
     hits: list[Hit]
     changed: list[ChangedMatch]
+    tally: int | None = None
 
 
 MAX_INCLUDE_ROUNDS = 4  # _include:iterate follows at most this many levels

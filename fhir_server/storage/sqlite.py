@@ -428,11 +428,11 @@ class SqliteStorage:
         conn = self._reader()
         conn.execute("BEGIN")  # one read snapshot for the page and the changed matches
         try:
-            hits = self._hits(conn, plan) if plan.count > 0 else []
+            hits, tally = self._hits(conn, plan) if plan.count > 0 else ([], None)
             changed = self._changed(conn, plan) if plan.sort and plan.snapshot is not None else []
         finally:
             conn.execute("COMMIT")
-        return SearchPage(hits, changed)
+        return SearchPage(hits, changed, tally)
 
     def count(self, plan: SearchPlan, limit: int | None = None) -> int:
         """Counted from the index alone: every match, less the few that fail the walk's state
@@ -454,19 +454,29 @@ class SqliteStorage:
     def _compiler(self, conn: sqlite3.Connection) -> Compiler:
         return Compiler(partial(self._params.lookup, conn))
 
-    def _hits(self, conn: sqlite3.Connection, plan: SearchPlan) -> list[Hit]:
+    def _hits(self, conn: sqlite3.Connection, plan: SearchPlan) -> tuple[list[Hit], int | None]:
+        """The page, and the tally when the plan asks for one, the page is an unsorted walk's first
+        and its candidates do not stream in pk order: finding the page then visits every match
+        anyway, so the walk up to the tally is one statement with the page as its head, where a
+        separate count would find every match a second time. (A streaming page stops after
+        ``count + 1`` rows; its count is cheaper alone.)"""
         compiler = self._compiler(conn)
         body = compiler.select(plan.resource_types, plan.criteria, _counter(conn), _walk_state(plan))
         forward = plan.before is None
         position = plan.after if forward else plan.before
+        tally = None
         if not plan.sort:
-            pks = _candidates(conn, body, plan.count + 1, forward, position[-1] if position is not None else None)
+            tallying = plan.tally is not None and position is None and forward and not body.ordered
+            limit = max(plan.count + 1, plan.tally or 0) if tallying else plan.count + 1
+            pks = _candidates(conn, body, limit, forward, position[-1] if position is not None else None)
+            if tallying:
+                tally, pks = min(len(pks), plan.tally or 0), pks[: plan.count + 1]
             positions = [(pk,) for pk in pks]
         else:
             positions = self._sorted(conn, compiler, body, plan, forward, position)
             pks = [p[-1] for p in positions]
         found = _fetch(conn, pks)
-        return [Hit(found[p[-1]], p) for p in positions if p[-1] in found]
+        return [Hit(found[p[-1]], p) for p in positions if p[-1] in found], tally
 
     def _sorted(self, conn: sqlite3.Connection, compiler: Compiler, body: Body, plan: SearchPlan,
                 forward: bool, position: tuple[Any, ...] | None) -> list[tuple[Any, ...]]:

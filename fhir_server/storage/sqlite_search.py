@@ -106,6 +106,7 @@ class Body:
     where: list[str] = field(default_factory=list)
     params: list[Any] = field(default_factory=list)
     distinct: bool = False  # a pk may come more than once
+    ordered: bool = False  # the candidates stream in pk order: a page reads only as far as it returns
 
     def add(self, fragment: Fragment) -> None:
         self.where.append(fragment[0])
@@ -145,7 +146,7 @@ class Compiler:
         other criterion is probed."""
         sources = [(c, source) for c in criteria if (source := self.source(c, types)) is not None]
         if not sources:
-            body = Body("s.pk", STATE)
+            body = Body("s.pk", STATE, ordered=True)
             type_in = ",".join("?" * len(types))
             body.add((f"s.type IN ({type_in}) AND s.deleted = 0", list(types)))
         else:
@@ -155,7 +156,11 @@ class Compiler:
         if state is not None:
             body.add(state)
         for c in criteria:
-            body.add(self.probe(c, types, body.pk))
+            holder = _holder(c) if state is not None and isinstance(c, Criterion) else None
+            if holder is not None:  # the candidate's state row is at hand: no second seek
+                body.add(("instr(s.holders, ?) > 0", [f"|{holder}|"]))
+            else:
+                body.add(self.probe(c, types, body.pk))
         return body
 
     def recent(self, types: Sequence[str], criteria: Sequence[AnyCriterion], since: int,
@@ -186,7 +191,7 @@ class Compiler:
             from_, from_params = f"({source.where}) {alias}", source.params
         if with_state:
             from_ += f" CROSS JOIN {STATE} ON s.pk = {alias}.pk"
-        body = Body(f"{alias}.pk", from_, from_params, distinct=not source.unique)
+        body = Body(f"{alias}.pk", from_, from_params, distinct=not source.unique, ordered=source.ordered)
         if source.table is not None:
             body.add((source.where, source.params))
         return body

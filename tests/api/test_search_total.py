@@ -56,6 +56,21 @@ def test_large_results_are_counted_only_when_asked(make_client) -> None:
     assert "total" not in get(client, next_url(get(client, "/Patient?_count=2")))
 
 
+def test_searches_whose_matches_come_out_of_store_order_are_totalled_alike(make_client) -> None:
+    """Prefix and OR searches (matches found out of store order, which SQLite counts while finding
+    the page) get the same totals at and around the limit, whatever the page size."""
+    client = make_client(total_limit=4)
+    patients(client, 6)
+    assert "total" not in get(client, "/Patient?family=devi")
+    whole = get(client, "/Patient?family=devi&_count=10")
+    assert "total" not in whole and len(whole["entry"]) == 6
+    assert get(client, "/Patient?family=devi1,devi2,devi3,devi4")["total"] == 4
+    first = get(client, "/Patient?family=devi1,devi3,devi5&_count=1")
+    assert first["total"] == 3 and len(first["entry"]) == 1
+    second = get(client, next_url(first))
+    assert second["total"] == 3 and second["entry"][0]["fullUrl"] != first["entry"][0]["fullUrl"]
+
+
 def test_bad_totals_and_counts_are_bad_requests(client: TestClient) -> None:
     for query in ("_total=some", "_total:x=none", "_count=-1", "_count=ten", "_count=1.5", "_count=٣",
                   "_summary=maybe"):
