@@ -10,7 +10,7 @@ and conditional creates made inside it cannot race.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, TypeVar
 
@@ -29,7 +29,9 @@ access policy's holder check costs a lookup in a small index, not a search of th
 @dataclass(frozen=True, slots=True)
 class StoredResource:
     """One version of a resource as stored. ``body`` is the exact JSON sent back to clients
-    (empty for a deletion)."""
+    (empty for a deletion). ``holders``: its record-holder codes, when the store read them from
+    where it keeps them beside the body (the access policy then need not parse the body for them);
+    None: they are only in ``body``."""
 
     resource_type: str
     id: str
@@ -37,6 +39,7 @@ class StoredResource:
     last_updated: datetime  # timezone-aware UTC, millisecond precision
     deleted: bool
     body: bytes
+    holders: tuple[str, ...] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

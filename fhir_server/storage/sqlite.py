@@ -50,6 +50,8 @@ T = TypeVar("T")
 
 _RESOURCE_COLUMNS = "type, id, version, last_updated, deleted, body"
 _HISTORY_COLUMNS = _RESOURCE_COLUMNS
+_CURRENT_COLUMNS = f"{_RESOURCE_COLUMNS}, holders"
+"""A current version as read from ``resource``: with its record holders."""
 _SHARED_BODY = b""
 """The history ``body`` of a version that is still current and not a deletion: its JSON is the
 ``resource`` row's, so a resource written once (most clinical data, every AuditEvent) is stored
@@ -82,7 +84,12 @@ def from_ms(ms: int) -> datetime:
 
 
 def _row_to_stored(row: Sequence[Any]) -> StoredResource:
-    return StoredResource(row[0], row[1], row[2], from_ms(row[3]), bool(row[4]), bytes(row[5]))
+    """A row of ``_CURRENT_COLUMNS`` (``holders`` kept, ``|a|b|`` or NULL for none) or of
+    ``_HISTORY_SELECT`` (holders left to the body)."""
+    holders = None
+    if len(row) > 6:
+        holders = tuple(row[6][1:-1].split("|")) if row[6] else ()
+    return StoredResource(row[0], row[1], row[2], from_ms(row[3]), bool(row[4]), bytes(row[5]), holders)
 
 
 def _add_index_rows(rows: dict[str, list[tuple]], pk: int, resource_type: str, values: Iterable[IndexValue],
@@ -197,7 +204,7 @@ class SqliteTransaction:
 
     def read(self, resource_type: str, id: str) -> StoredResource | None:
         row = self._conn.execute(
-            f"SELECT {_RESOURCE_COLUMNS} FROM resource WHERE type = ? AND id = ?", (resource_type, id)
+            f"SELECT {_CURRENT_COLUMNS} FROM resource WHERE type = ? AND id = ?", (resource_type, id)
         ).fetchone()
         return _row_to_stored(row) if row else None
 
@@ -305,7 +312,7 @@ def _fetch(conn: sqlite3.Connection, pks: Sequence[int]) -> dict[int, StoredReso
     """The current rows of ``pks`` (a page: the only time a search reads the wide rows)."""
     if not pks:
         return {}
-    rows = conn.execute(f"SELECT pk, {_RESOURCE_COLUMNS} FROM resource WHERE pk IN ({','.join('?' * len(pks))})",
+    rows = conn.execute(f"SELECT pk, {_CURRENT_COLUMNS} FROM resource WHERE pk IN ({','.join('?' * len(pks))})",
                         list(pks))
     return {row[0]: _row_to_stored(row[1:]) for row in rows}
 
@@ -373,7 +380,7 @@ class SqliteStorage:
 
     def read(self, resource_type: str, id: str) -> StoredResource | None:
         row = self._reader().execute(
-            f"SELECT {_RESOURCE_COLUMNS} FROM resource WHERE type = ? AND id = ?", (resource_type, id)
+            f"SELECT {_CURRENT_COLUMNS} FROM resource WHERE type = ? AND id = ?", (resource_type, id)
         ).fetchone()
         return _row_to_stored(row) if row else None
 
@@ -539,12 +546,12 @@ class SqliteStorage:
         if inc.reverse:
             ids = [s.id for s in sources]
             types = sorted({s.resource_type for s in sources})
-            sql = (f"SELECT {_RESOURCE_COLUMNS} FROM resource WHERE pk IN (SELECT x.pk FROM idx_reference x "
+            sql = (f"SELECT {_CURRENT_COLUMNS} FROM resource WHERE pk IN (SELECT x.pk FROM idx_reference x "
                    f"WHERE {pkey_sql} AND x.target_id IN ({','.join('?' * len(ids))}) "
                    f"AND x.target_type IN ({','.join('?' * len(types))}) AND x.grp IS NULL) AND deleted = 0")
             return [_row_to_stored(r) for r in conn.execute(sql, [*pkey_params, *ids, *types])]
         target_sql, target_params = ("AND t.type = ?", [inc.target_type]) if inc.target_type else ("", [])
-        sql = (f"SELECT {_RESOURCE_COLUMNS} FROM resource WHERE pk IN (SELECT t.pk FROM resource s "
+        sql = (f"SELECT {_CURRENT_COLUMNS} FROM resource WHERE pk IN (SELECT t.pk FROM resource s "
                f"CROSS JOIN idx_reference x ON x.pk = s.pk "
                f"CROSS JOIN resource t ON t.type = x.target_type AND t.id = x.target_id "
                f"WHERE s.type = ? AND s.id IN ({','.join('?' * len(sources))}) AND +{pkey_sql} "

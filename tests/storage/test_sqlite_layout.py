@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from fhir_server.search.index_values import StringValue, TokenValue
-from fhir_server.search.plan import Criterion, SearchPlan, StringMatch, TokenMatch
+from fhir_server.search.index_values import ReferenceValue, StringValue, TokenValue
+from fhir_server.search.plan import Criterion, Include, SearchPlan, StringMatch, TokenMatch
 from fhir_server.storage.base import HistoryQuery, ResourceWrite
 from fhir_server.storage.sqlite import SqliteStorage
 
@@ -137,5 +137,31 @@ def test_a_current_version_shares_its_body_with_the_resource_row(tmp_path) -> No
         history = store.history(HistoryQuery(resource_type="Patient", id="p1", count=10))
         assert [(s.version, s.body) for s in history.entries] == [
             (5, body(5)), (4, body(4)), (3, b""), (2, body(2)), (1, body(1))]
+    finally:
+        store.close()
+
+
+def test_current_versions_come_with_their_record_holders(tmp_path) -> None:  # noqa: ANN001
+    """Reads, searches and includes of current versions carry the holders kept beside the body (what
+    the access policy checks without parsing it); history versions leave them to the body."""
+    store = SqliteStorage(str(tmp_path / "holders.db"))
+
+    def holder(code: str) -> TokenValue:
+        return TokenValue("_security", "urn:fhir-server:record-holder", code)
+
+    patient = ResourceWrite("Patient", "p1", 1, T0, False, b'{"resourceType":"Patient","id":"p1"}',
+                            [holder("Organization/a"), holder("Organization/b")])
+    unlabelled = ResourceWrite("Patient", "p2", 1, T0, False, b'{"resourceType":"Patient","id":"p2"}')
+    observation = ResourceWrite("Observation", "o1", 1, T0, False, b'{"resourceType":"Observation","id":"o1"}',
+                                [holder("Organization/a"), ReferenceValue("subject", "Patient", "p1")])
+    try:
+        store.run_in_transaction(lambda tx: tx.write_many([patient, unlabelled, observation]))
+        assert store.read("Patient", "p1").holders == ("Organization/a", "Organization/b")
+        assert store.read("Patient", "p2").holders == ()
+        assert store.read_version("Patient", "p1", 1).holders is None
+        hits = store.search(SearchPlan(("Observation",), [])).hits
+        assert [h.stored.holders for h in hits] == [("Organization/a",)]
+        included = store.includes([hits[0].stored], [Include("Observation", "subject", "Patient")])
+        assert [(s.id, s.holders) for s in included] == [("p1", ("Organization/a", "Organization/b"))]
     finally:
         store.close()
