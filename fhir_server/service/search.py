@@ -67,7 +67,7 @@ class SearchService:
         page_size = plan.count
         if plan.summary == "count":
             plan.count = 0
-        if plan.total != "none" and plan.total != "accurate" and plan.count > 0 and token is None:
+        if plan.total not in ("none", "accurate") and plan.count > 0 and token is None:
             plan.tally = self.total_limit + 1  # a first page's bounded count, found with the page if the store can
         page = self.storage.search(plan)
         placed = place_changed(plan.sort, plan.snapshot, page.changed, self.extractor.extract) if page.changed else []
@@ -120,8 +120,10 @@ class SearchService:
         exact = plan.total == "accurate" or plan.count == 0
         if not exact and token is not None:
             return token.total
-        counted = tally if tally is not None and not exact else self.storage.count(
-            plan, None if exact else self.total_limit + 1)
+        if tally is not None:  # asked for only where the count is bounded
+            counted = tally
+        else:
+            counted = self.storage.count(plan, None if exact else self.total_limit + 1)
         if not exact and counted > self.total_limit:
             return None
         return counted + placed

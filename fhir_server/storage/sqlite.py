@@ -473,11 +473,11 @@ class SqliteStorage:
         position = plan.after if forward else plan.before
         tally = None
         if not plan.sort:
-            tallying = plan.tally is not None and position is None and forward and not body.ordered
-            limit = max(plan.count + 1, plan.tally or 0) if tallying else plan.count + 1
+            up_to = plan.tally if position is None and forward and not body.ordered else None
+            limit = plan.count + 1 if up_to is None else max(plan.count + 1, up_to)
             pks = _candidates(conn, body, limit, forward, position[-1] if position is not None else None)
-            if tallying:
-                tally, pks = min(len(pks), plan.tally or 0), pks[: plan.count + 1]
+            if up_to is not None:
+                tally, pks = min(len(pks), up_to), pks[: plan.count + 1]
             positions = [(pk,) for pk in pks]
         else:
             positions = self._sorted(conn, compiler, body, plan, forward, position)

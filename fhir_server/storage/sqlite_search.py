@@ -158,7 +158,7 @@ class Compiler:
         for c in criteria:
             holder = _holder(c) if state is not None and isinstance(c, Criterion) else None
             if holder is not None:  # the candidate's state row is at hand: no second seek
-                body.add(("instr(s.holders, ?) > 0", [f"|{holder}|"]))
+                body.add(_held_by("s", holder))
             else:
                 body.add(self.probe(c, types, body.pk))
         return body
@@ -378,8 +378,9 @@ class Compiler:
         pkeys, keys = self._param_keys(types, c.param)
         holder = _holder(c)
         if holder is not None:  # the stores keep holders beside the resource: one seek in resource_state
+            held, held_params = _held_by(p, holder)
             return (f"EXISTS (SELECT 1 FROM resource {p} INDEXED BY resource_state WHERE {p}.pk = {pk} "
-                    f"AND instr({p}.holders, ?) > 0)", [f"|{holder}|"])
+                    f"AND {held})", held_params)
         rows = f"SELECT 1 FROM {table} {p} WHERE {p}.pk = {pk} AND +{p}.pkey IN {pkeys}"
         ors, params = self._ors(c, p)
         return f"{'NOT ' if c.negate else ''}EXISTS ({rows} AND ({ors}))", [*keys, *params]
@@ -497,6 +498,11 @@ def _holder(c: Criterion) -> str | None:
         if isinstance(m, TokenMatch) and m.match_system and m.system == HOLDER_SYSTEM and m.code:
             return m.code
     return None
+
+
+def _held_by(alias: str, holder: str) -> Fragment:
+    """Whether the resource whose ``resource_state`` row is ``alias`` has ``holder`` among its holders."""
+    return f"instr({alias}.holders, ?) > 0", [f"|{holder}|"]
 
 
 def _ids(c: Criterion) -> list[str]:
