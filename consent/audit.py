@@ -2,8 +2,8 @@
 
 Each request by staff or a system that hands out patient data gets one ``RequestAudit`` (the
 AccessPolicy's observer). When the request ends it becomes one AuditEvent: who asked (agent, with
-their facility), what interaction, when, every patient whose data was shown and the resources shown,
-each marked with its patient. Events are stored as ordinary ``AuditEvent`` resources in the FHIR
+their facility), what interaction, when, and an entity for every patient whose data was shown that
+lists the resources shown of them. Events are stored as ordinary ``AuditEvent`` resources in the FHIR
 store, so a patient reads them like the rest of their compartment (``GET /AuditEvent``), seeing of
 each event only what concerns them (``patient_view``; the access policy also keeps patients' searches
 of AuditEvents off the parameters that look at other entities). No role may write, change or delete
@@ -45,7 +45,7 @@ OBJECT_ROLE_SYSTEM = "http://terminology.hl7.org/CodeSystem/object-role"
 AGENT_ROLE_SYSTEM = "http://terminology.hl7.org/CodeSystem/extra-security-role-type"
 CLIENT_SYSTEM = "urn:fhir-server:client"
 ACCOUNT_SYSTEM = "urn:fhir-server:account"
-MAX_ENTITIES = 100  # resources named per event (every patient is named)
+MAX_NAMED = 100  # resources named per event (every patient is named)
 _ACTIONS = {"read": "R", "vread": "R", "search": "E", "history": "R", "operation": "E"}
 _SUBTYPES = {"read": "read", "vread": "vread", "search": "search-type", "history": "history-instance",
              "operation": "operation"}
@@ -313,27 +313,32 @@ def _agent(principal: Principal) -> list[dict[str, Any]]:
     return agents
 
 
-PATIENT_DETAIL = "patient"
-"""``entity.detail.type`` naming the patient a disclosed resource is about (``Patient/{id}``): what
-``patient_view`` keeps when it shows an event to one of its patients."""
+DISCLOSED_DETAIL = "disclosed"
+"""``entity.detail.type`` of a resource the request showed (``valueString``: ``Type/id``), listed
+under the entity of the patient it is about."""
 
 
 def _event(principal: Principal, method: str, path: str, interactions: list[str],
            by_patient: dict[str, list[str]], recorded: datetime) -> dict[str, Any]:
-    """One event for one request: every patient whose data it disclosed, and (up to ``MAX_ENTITIES``)
-    the resources it showed, each marked with its patient."""
+    """One event for one request: an entity for every patient whose data it disclosed, each listing
+    the resources shown of that patient (up to ``MAX_NAMED`` in the event) as details.
+
+    The resources are details rather than entities of their own because an entity's ``what`` is a
+    search index value: one per resource shown meant one random index insert per resource, and the
+    trail of a few minutes of searches outgrew the records it was about."""
     entities: list[dict[str, Any]] = []
-    resources: list[dict[str, Any]] = []
+    room = MAX_NAMED
     for patient_id, references in by_patient.items():
         patient = f"Patient/{patient_id}"
-        entities.append({"what": {"reference": patient},
-                         "type": {"system": ENTITY_TYPE_SYSTEM, "code": "1", "display": "Person"},
-                         "role": {"system": OBJECT_ROLE_SYSTEM, "code": "1", "display": "Patient"}})
-        resources += [{"what": {"reference": reference},
-                       "type": {"system": ENTITY_TYPE_SYSTEM, "code": "2", "display": "System Object"},
-                       "role": {"system": OBJECT_ROLE_SYSTEM, "code": "4", "display": "Domain Resource"},
-                       "detail": [{"type": PATIENT_DETAIL, "valueString": patient}]}
-                      for reference in references if reference != patient]
+        shown = [reference for reference in references if reference != patient][:room]
+        room -= len(shown)
+        entity: dict[str, Any] = {
+            "what": {"reference": patient},
+            "type": {"system": ENTITY_TYPE_SYSTEM, "code": "1", "display": "Person"},
+            "role": {"system": OBJECT_ROLE_SYSTEM, "code": "1", "display": "Patient"}}
+        if shown:
+            entity["detail"] = [{"type": DISCLOSED_DETAIL, "valueString": reference} for reference in shown]
+        entities.append(entity)
     first = interactions[0] if interactions else "read"
     return {
         "resourceType": "AuditEvent",
@@ -347,7 +352,7 @@ def _event(principal: Principal, method: str, path: str, interactions: list[str]
         "source": {"observer": {"display": "fhir-server"},
                    "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4",
                              "display": "Application Server"}]},
-        "entity": entities + resources[:MAX_ENTITIES],
+        "entity": entities,
     }
 
 
@@ -356,8 +361,5 @@ def patient_view(body: bytes, patient_id: str) -> bytes:
     names every patient on the page; none of them learns about the others)."""
     event = orjson.loads(body)
     own = f"Patient/{patient_id}"
-    event["entity"] = [e for e in event.get("entity", [])
-                       if (e.get("what") or {}).get("reference") == own
-                       or any(d.get("type") == PATIENT_DETAIL and d.get("valueString") == own
-                              for d in e.get("detail", []))]
+    event["entity"] = [e for e in event.get("entity", []) if (e.get("what") or {}).get("reference") == own]
     return orjson.dumps(event)

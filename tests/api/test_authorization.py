@@ -351,7 +351,8 @@ def test_staff_reads_of_patient_data_are_audited_for_the_patient_to_see(anonymou
     assert read["agent"][0]["who"]["identifier"]["value"] == "ehr-fac-a"
     assert read["agent"][1]["who"] == {"reference": "Organization/fac-a"}
     assert search["subtype"][0]["code"] == "search-type"
-    assert {"reference": f"Observation/{world['oa']}"} in [e["what"] for e in search["entity"]]
+    (shown,) = [e for e in search["entity"] if e["what"] == {"reference": f"Patient/{world['pa']}"}]
+    assert {"type": "disclosed", "valueString": f"Observation/{world['oa']}"} in shown["detail"]
     # another patient sees none of it; staff cannot read the trail
     _flush(anonymous)
     other = bearer(mint_token(anonymous.app, "patient", subject="acct-pb",  # type: ignore[arg-type]

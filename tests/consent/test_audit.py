@@ -6,7 +6,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from consent.audit import MAX_ENTITIES, _event, index_values, patient_view
+from consent.audit import DISCLOSED_DETAIL, MAX_NAMED, _event, index_values, patient_view
 from consent.tokens import Principal
 from fhir_server.search.extract import IndexExtractor
 from fhir_server.search.registry import SearchRegistry
@@ -39,9 +39,9 @@ def test_hand_built_index_values_equal_the_extractors(extractor: IndexExtractor,
     event = _event(CALLERS[caller], "GET", "/Observation", interactions, by_patient, now_ms())
     stamped = stamp(event, "event-1", 1, now_ms())
     assert set(index_values(stamped)) == set(extractor.extract(stamped))
-    named = [e["what"]["reference"] for e in event["entity"]]
-    assert {f"Patient/{p}" for p in by_patient} <= set(named)  # every patient, whatever the cap
-    assert len([n for n in named if not n.startswith("Patient/")]) <= MAX_ENTITIES
+    assert [e["what"]["reference"] for e in event["entity"]] == [f"Patient/{p}" for p in by_patient]
+    shown = [r for p in by_patient for r in by_patient[p] if r != f"Patient/{p}"]
+    assert _shown(event) == shown[:MAX_NAMED]  # in order, up to the cap; every patient, whatever the cap
 
 
 def test_a_patient_sees_only_their_part_of_an_event() -> None:
@@ -49,6 +49,25 @@ def test_a_patient_sees_only_their_part_of_an_event() -> None:
     event = stamp(_event(CALLERS["system"], "GET", "/Observation", interactions, by_patient, now_ms()), "e", 1,
                   now_ms())
     seen = orjson.loads(patient_view(dump(event), "p1"))
-    assert [e["what"]["reference"] for e in seen["entity"]] == ["Patient/p1", "Observation/o1", "Observation/o2"]
+    assert [e["what"]["reference"] for e in seen["entity"]] == ["Patient/p1"]
+    assert _shown(seen) == ["Observation/o1", "Observation/o2"]
     assert "p2" not in orjson.dumps(seen).decode() and "p3" not in orjson.dumps(seen).decode()
     assert seen["agent"] == event["agent"] and seen["recorded"] == event["recorded"]
+
+
+def test_the_resources_shown_are_listed_under_their_patient_not_indexed_one_by_one(extractor: IndexExtractor) -> None:
+    """A search page of 40 resources of one patient writes one entity and a handful of index
+    values, not one per resource."""
+    by_patient = {"p1": ["Patient/p1", *(f"Observation/o{i}" for i in range(40))]}
+    event = stamp(_event(CALLERS["practitioner"], "GET", "/Observation", ["search"], by_patient, now_ms()), "e", 1,
+                  now_ms())
+    (entity,) = event["entity"]
+    assert entity["what"] == {"reference": "Patient/p1"}
+    assert [d["valueString"] for d in entity["detail"]] == by_patient["p1"][1:]
+    values = index_values(event)
+    assert len(values) < 20
+    assert {v.param for v in values if v.param in ("entity", "patient")} == {"entity", "patient"}
+
+
+def _shown(event: dict) -> list[str]:
+    return [d["valueString"] for e in event["entity"] for d in e.get("detail", []) if d["type"] == DISCLOSED_DETAIL]
