@@ -153,6 +153,9 @@ class Compiler:
         else:
             driver, source = _smallest(sources, count)
             criteria = [c for c in criteria if c is not driver]
+            if not source.ordered and source.table is not None:
+                source, criteria = _intersect(source, [pair for pair in sources if pair[0] is not driver],
+                                              criteria, count)
             # a record-holder guard reads the state row: joined, it costs a fifth less than a probe
             joined = joined or (source.ordered and any(isinstance(c, Criterion) and _holder(c) for c in criteria))
             body = self._drive(source, joined)
@@ -536,6 +539,22 @@ def _smallest(sources: list[tuple[AnyCriterion, Source]],
         if best_size <= SMALL_ENOUGH:
             break
     return best
+
+
+def _intersect(driver: Source, others: list[tuple[AnyCriterion, Source]], criteria: list[AnyCriterion],
+               count: Callable[[Fragment], int]) -> tuple[Source, list[AnyCriterion]]:
+    """An unordered driver (a prefix, an OR of values) intersected with every other index source of
+    at most ``SMALL_ENOUGH`` rows, whose criteria then need no probe: reading a few index entries in
+    a row costs less than a probe for each candidate (``given`` and ``family`` prefixes of a large
+    population each match many, together few)."""
+    small = [(c, s) for c, s in others
+             if s.table is not None and not s.scans and _estimate(s, count, SMALL_ENOUGH + 1) <= SMALL_ENOUGH]
+    if not small:
+        return driver, criteria
+    selects = [driver.select(), *(s.select() for _, s in small)]
+    merged = Source(" INTERSECT ".join(sql for sql, _ in selects), [p for _, params in selects for p in params],
+                    unique=True)
+    return merged, [c for c in criteria if all(c is not other for other, _ in small)]
 
 
 def _estimate(source: Source, count: Callable[[Fragment], int], cap: int) -> int:

@@ -47,6 +47,7 @@ SEARCHES = [
     "Observation?subject=Patient/p1&_include=Observation:subject",
     "Patient?identifier=https://healthid.abdm.gov.in|91-0000-0000-0001&_revinclude=Observation:subject",
     "Patient?given=asha&family=sharma&_has:Observation:subject:code=4548-4",
+    "Patient?given=as&family=sh&gender=female",
     "Patient?_has:Observation:subject:code=4548-4",
     "Observation?subject=Patient/p1&component-code-value-quantity=http://loinc.org|8480-6$gt140",
     "Observation?component-code-value-quantity=http://loinc.org|8480-6$gt140",
@@ -163,3 +164,23 @@ def test_a_search_finds_what_it_should_on_the_plan_store(store: SqliteStorage, r
                         default_count=20, max_count=100)
     ids = [hit.stored.id for hit in store.search(plan).hits]
     assert ids == [f"o{n}" for n in range(0, 40, 4)]
+
+
+@pytest.mark.parametrize("count", [20, 0])
+def test_two_small_unordered_sources_are_intersected_not_probed(store: SqliteStorage, registry: SearchRegistry,
+                                                               count: int) -> None:
+    """``given=as`` (Asha Sharma, Asha Nair) and ``family=sh`` (Sharma, Shah) are both prefixes: the
+    page and the count read both index ranges and keep the pks they share."""
+    plan = parse_search("Patient", [("given", "as"), ("family", "sh"), ("_count", str(count))], registry,
+                        strict=True, default_count=20, max_count=100)
+    plan.snapshot = new_snapshot()
+    conn = store._reader()
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    try:
+        ids = [hit.stored.id for hit in store.search(plan).hits]
+        total = store.count(plan, 10_000)
+    finally:
+        conn.set_trace_callback(None)
+    assert ids == (["p1"] if count else []) and total == 1
+    assert any(" INTERSECT " in sql for sql in statements)
