@@ -4,6 +4,8 @@ the first layout (text ``pkey`` columns) converted when opened."""
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -165,3 +167,26 @@ def test_current_versions_come_with_their_record_holders(tmp_path) -> None:  # n
         assert [(s.id, s.holders) for s in included] == [("p1", ("Organization/a", "Organization/b"))]
     finally:
         store.close()
+
+
+def test_committed_writes_reach_the_database_file_without_a_commit_copying_them(tmp_path) -> None:  # noqa: ANN001
+    """A background checkpoint copies the WAL into the database file within seconds of a commit
+    (SQLite's own, far below its ~80 MB threshold here, would not run); closing the store stops it."""
+    path = tmp_path / "checkpointed.db"
+    before = set(threading.enumerate())
+    store = SqliteStorage(str(path))
+    try:
+        empty = path.stat().st_size
+        writes = [ResourceWrite("Patient", f"p{n}", 1, T0, False, b'{"resourceType":"Patient","x":"%s"}' % (b"x" * 900))
+                  for n in range(1000)]
+        store.run_in_transaction(lambda tx: tx.write_many(writes))
+        assert path.stat().st_size == empty  # committed to the WAL only
+        deadline = time.monotonic() + 10
+        while path.stat().st_size == empty and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert path.stat().st_size > empty + 900_000
+        started = [t for t in set(threading.enumerate()) - before if t.name == "sqlite-checkpoint"]
+        assert len(started) == 1
+    finally:
+        store.close()
+    assert not started[0].is_alive()
