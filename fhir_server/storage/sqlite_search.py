@@ -151,10 +151,10 @@ class Compiler:
             type_in = ",".join("?" * len(types))
             body.add((f"s.type IN ({type_in}) AND s.deleted = 0", list(types)))
         else:
-            driver, source = _smallest(sources, count)
+            driver, source, size = _smallest(sources, count)
             criteria = [c for c in criteria if c is not driver]
             if not source.ordered and source.table is not None:
-                source, criteria = _intersect(source, [pair for pair in sources if pair[0] is not driver],
+                source, criteria = _intersect(source, size, [pair for pair in sources if pair[0] is not driver],
                                               criteria, count)
             # a record-holder guard reads the state row: joined, it costs a fifth less than a probe
             joined = joined or (source.ordered and any(isinstance(c, Criterion) and _holder(c) for c in criteria))
@@ -524,31 +524,39 @@ def _plain(table: str, alias: str) -> str:
 
 
 def _smallest(sources: list[tuple[AnyCriterion, Source]],
-              count: Callable[[Fragment], int]) -> tuple[AnyCriterion, Source]:
-    """The source with the fewest rows, sizes counted up to ``ESTIMATE_CAP``: the preferred kinds
-    first, then each of the others only up to the best size so far (it must be smaller to win), so
-    choosing costs little more than reading the winner."""
+              count: Callable[[Fragment], int]) -> tuple[AnyCriterion, Source, int]:
+    """The source with the fewest rows and that number, sizes counted up to ``ESTIMATE_CAP`` (the
+    cap when only one source can drive): the preferred kinds first, then each of the others only up
+    to the best size so far (it must be smaller to win), so choosing costs little more than reading
+    the winner."""
     ranked = sorted(sources, key=lambda pair: pair[1].preference)
     best, best_size = ranked[0], ESTIMATE_CAP
     if len(ranked) == 1:
-        return best
+        return *best, best_size
     for pair in ranked:
         size = _estimate(pair[1], count, best_size)
         if size < best_size or pair is ranked[0]:
             best, best_size = pair, size
         if best_size <= SMALL_ENOUGH:
             break
-    return best
+    return *best, best_size
 
 
-def _intersect(driver: Source, others: list[tuple[AnyCriterion, Source]], criteria: list[AnyCriterion],
-               count: Callable[[Fragment], int]) -> tuple[Source, list[AnyCriterion]]:
-    """An unordered driver (a prefix, an OR of values) intersected with every other index source of
-    at most ``SMALL_ENOUGH`` rows, whose criteria then need no probe: reading a few index entries in
-    a row costs less than a probe for each candidate (``given`` and ``family`` prefixes of a large
-    population each match many, together few)."""
+INTERSECT_FACTOR = 4
+"""An unordered driver of n rows is intersected with the other index sources of at most this many
+times n rows (and at least ``SMALL_ENOUGH``): reading an index entry in a run costs a fraction of
+probing a candidate for it."""
+
+
+def _intersect(driver: Source, size: int, others: list[tuple[AnyCriterion, Source]],
+               criteria: list[AnyCriterion], count: Callable[[Fragment], int]) -> tuple[Source, list[AnyCriterion]]:
+    """An unordered driver (a prefix, an OR of values) of about ``size`` rows, intersected with the
+    other index sources that are not much larger, whose criteria then need no probe: the page reads
+    every row of such a driver anyway, and ``given`` and ``family`` prefixes of a large population
+    each match hundreds, together a few."""
+    limit = min(ESTIMATE_CAP, max(SMALL_ENOUGH, INTERSECT_FACTOR * size))
     small = [(c, s) for c, s in others
-             if s.table is not None and not s.scans and _estimate(s, count, SMALL_ENOUGH + 1) <= SMALL_ENOUGH]
+             if s.table is not None and not s.scans and _estimate(s, count, limit + 1) <= limit]
     if not small:
         return driver, criteria
     selects = [driver.select(), *(s.select() for _, s in small)]

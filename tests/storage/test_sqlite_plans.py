@@ -20,6 +20,7 @@ from fhir_server.search.registry import SearchRegistry
 from fhir_server.service.paging import new_snapshot
 from fhir_server.service.stamping import dump, stamp
 from fhir_server.storage.base import ResourceWrite
+from fhir_server.storage import sqlite_search
 from fhir_server.storage.sqlite import SqliteStorage
 
 ABHA = "https://healthid.abdm.gov.in"
@@ -166,11 +167,15 @@ def test_a_search_finds_what_it_should_on_the_plan_store(store: SqliteStorage, r
     assert ids == [f"o{n}" for n in range(0, 40, 4)]
 
 
+@pytest.mark.parametrize("small_enough", [100, 1])
 @pytest.mark.parametrize("count", [20, 0])
 def test_two_small_unordered_sources_are_intersected_not_probed(store: SqliteStorage, registry: SearchRegistry,
-                                                               count: int) -> None:
+                                                               count: int, small_enough: int,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """``given=as`` (Asha Sharma, Asha Nair) and ``family=sh`` (Sharma, Shah) are both prefixes: the
-    page and the count read both index ranges and keep the pks they share."""
+    page and the count read both index ranges and keep the pks they share, also when both are
+    larger than ``SMALL_ENOUGH`` (here 1) but of a size."""
+    monkeypatch.setattr(sqlite_search, "SMALL_ENOUGH", small_enough)
     plan = parse_search("Patient", [("given", "as"), ("family", "sh"), ("_count", str(count))], registry,
                         strict=True, default_count=20, max_count=100)
     plan.snapshot = new_snapshot()
