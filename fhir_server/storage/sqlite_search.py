@@ -555,14 +555,14 @@ def _intersect(driver: Source, size: int, others: list[tuple[AnyCriterion, Sourc
     every row of such a driver anyway, and ``given`` and ``family`` prefixes of a large population
     each match hundreds, together a few."""
     limit = min(ESTIMATE_CAP, max(SMALL_ENOUGH, INTERSECT_FACTOR * size))
-    small = [(c, s) for c, s in others
-             if s.table is not None and not s.scans and _estimate(s, count, limit + 1) <= limit]
-    if not small:
+    near = [(c, s) for c, s in others
+            if s.table is not None and not s.scans and _estimate(s, count, limit + 1) <= limit]
+    if not near:
         return driver, criteria
-    selects = [driver.select(), *(s.select() for _, s in small)]
+    selects = [driver.select(), *(s.select() for _, s in near)]
     merged = Source(" INTERSECT ".join(sql for sql, _ in selects), [p for _, params in selects for p in params],
                     unique=True)
-    return merged, [c for c in criteria if all(c is not other for other, _ in small)]
+    return merged, [c for c in criteria if all(c is not other for other, _ in near)]
 
 
 def _estimate(source: Source, count: Callable[[Fragment], int], cap: int) -> int:
