@@ -217,8 +217,9 @@ class _ProcessWriter:
 
 
 def _writer_process(settings: Settings, inbox: Any, acks: Any) -> None:
-    """The writer process: batches what arrives, stores it every ``audit_flush_seconds``, and at
-    once on a flush request (answered with how many events it stored since the last one) or stop."""
+    """The writer process: batches what arrives, stores it every ``audit_flush_seconds`` (sooner once
+    it holds ``audit_batch_events``), and at once on a flush request (answered with how many events
+    it stored since the last one) or stop."""
     from fhir_server.storage.factory import open_storage
 
     storage = open_storage(settings)
@@ -233,7 +234,7 @@ def _writer_process(settings: Settings, inbox: Any, acks: Any) -> None:
                 message = None
             if isinstance(message, list):
                 pending += message
-                if time.monotonic() < deadline and len(pending) < 5000:
+                if time.monotonic() < deadline and len(pending) < settings.audit_batch_events:
                     continue
             if pending:
                 try:

@@ -35,6 +35,10 @@ class Settings:
     # commit makes every reader connection drop its page cache (SQLite WAL): at 0.2 s, searches that
     # touch scattered pages (20 patients a page) read them back from the OS five times a second
     audit_flush_seconds: float = 1.0
+    # the writer process stores sooner once it holds this many events: at a thousand reads a second,
+    # one store of a whole second's events lasts long enough for the requests arriving meanwhile to
+    # fill its queue (consent.audit.MAX_PENDING_BATCHES), and then reads wait
+    audit_batch_events: int = 500
     audit_writer: str = "thread"  # "process": a writer process of its own (the server's default, from_env)
 
     @classmethod
@@ -86,5 +90,6 @@ _IDENTITY_ENV: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("sms_webhook_url", "FHIR_SMS_WEBHOOK_URL", str),
     ("sms_webhook_token", "FHIR_SMS_WEBHOOK_TOKEN", str),
     ("audit_flush_seconds", "FHIR_AUDIT_FLUSH_SECONDS", float),
+    ("audit_batch_events", "FHIR_AUDIT_BATCH_EVENTS", int),
     ("audit_writer", "FHIR_AUDIT_WRITER", _audit_writer),
 )

@@ -411,6 +411,29 @@ def test_the_servers_audit_writer_process_stores_events_too(make_client: Any, st
     assert client.get("/AuditEvent", headers=me).json()["total"] == 4
 
 
+def test_the_writer_process_stores_a_full_batch_before_its_interval_is_up(make_client: Any,
+                                                                         store_url: str) -> None:
+    """At a high read rate the writer stores every ``audit_batch_events`` events, not only once a
+    second: here the interval is 10 minutes, so only the batch size can have stored them."""
+    if not store_url.startswith("sqlite"):
+        pytest.skip("the writer process is the same code on every backend; one is enough here")
+    client = make_client(token=False, audit_writer="process", audit_flush_seconds=600.0, audit_batch_events=3)
+    staff = bearer(facility_token(client.app, "fac-a"))
+    patient_id = client.post("/Patient", json={"resourceType": "Patient"}, headers=staff).json()["id"]
+    me = bearer(mint_token(client.app, "patient", patient_id=patient_id))  # type: ignore[arg-type]
+    for _ in range(3):
+        assert client.get(f"/Patient/{patient_id}", headers=staff).status_code == 200
+    deadline = time.monotonic() + 20
+    while client.get("/AuditEvent", headers=me).json().get("total", 0) < 3:
+        assert time.monotonic() < deadline, "a full batch waited for the flush interval"
+        time.sleep(0.05)
+    client.get(f"/Patient/{patient_id}", headers=staff)  # one event: stays queued until close
+    time.sleep(0.5)
+    assert client.get("/AuditEvent", headers=me).json()["total"] == 3
+    client.app.state.authorization.audit.close()  # type: ignore[attr-defined]
+    assert client.get("/AuditEvent", headers=me).json()["total"] == 4
+
+
 def test_a_recreated_id_does_not_reveal_the_earlier_holders_versions(anonymous: TestClient,
                                                                     world: dict[str, Any]) -> None:
     a, b = world["a"], world["b"]
