@@ -295,8 +295,9 @@ class AccessPolicy:
 
     def restrict(self, plan: SearchPlan) -> None:
         """ANDs the row rule into ``plan`` and into every chain and ``_has`` inside it that reaches
-        guarded resources, so neither matches nor the criteria that select them see other rows."""
-        if not self.guarded:
+        guarded resources, so neither matches nor the criteria that select them see other rows; a
+        chain or ``_has`` into a type the token's scopes do not cover is refused (403)."""
+        if not self.guarded and self.may is None:
             return
         if self.rows is not None:
             self.rows.check(plan)
@@ -307,7 +308,7 @@ class AccessPolicy:
 
     def restrict_criteria(self, resource_type: str, criteria: list[AnyCriterion]) -> list[AnyCriterion]:
         """Conditional interactions' criteria: they find only what the caller may see."""
-        if not self.guarded:
+        if not self.guarded and self.may is None:
             return criteria
         guarded = [self._guard(c) for c in criteria]
         if resource_type in self.guarded and self.rows is not None:
@@ -321,10 +322,10 @@ class AccessPolicy:
         if reached is None:
             return c
         assert isinstance(c, ChainCriterion | HasCriterion)
+        self.require_read(reached)  # the scopes, whether or not the type is patient data
         inner = self._guard(c.inner)
         if reached not in self.guarded:
             return replace(c, inner=inner)
-        self.require_read(reached)
         assert self.rows is not None
         return replace(c, inner=inner, guard=(*c.guard, *self.rows.criteria((reached,))))
 

@@ -234,6 +234,16 @@ def test_an_untyped_chain_reaches_only_the_target_types_the_caller_may_read(anon
     assert refused.status_code == 403
     assert refused.json()["issue"][0]["diagnostics"] == \
         "your token's scopes do not cover reading Location resources"
+    # a typed chain, and a chain further on, into a type the scopes do not cover are refused as well
+    for query, scopes, uncovered in (("subject:Location.name=Verma", (), "Location"),
+                                     ("subject:Patient.organization.name=Verma", ("system/Patient.read",),
+                                      "Organization")):
+        refused = anonymous.get(f"/Observation?{query}", headers=scoped(*scopes))
+        assert refused.status_code == 403, query
+        assert refused.json()["issue"][0]["diagnostics"] == \
+            f"your token's scopes do not cover reading {uncovered} resources"
+    response = anonymous.get("/Observation?subject:Location.name=Verma", headers=scoped("system/Location.read"))
+    assert response.status_code == 200 and ids(response.json()) == {about_ward}
 
 
 def test_history_lists_only_the_facilitys_versions(anonymous: TestClient, world: dict[str, Any]) -> None:
