@@ -337,8 +337,7 @@ class AccessPolicy:
         refusal: FhirError | None = None
         for alternative in c.alternatives:
             try:
-                self.require_read(alternative.target_type)
-                chain = self._guard(alternative)
+                chain = self._guard(alternative)  # checks the target type first, then further on
             except FhirError as error:
                 if error.status != 403:
                     raise

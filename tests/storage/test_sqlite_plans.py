@@ -19,8 +19,8 @@ from fhir_server.search.query import parse_search
 from fhir_server.search.registry import SearchRegistry
 from fhir_server.service.paging import new_snapshot
 from fhir_server.service.stamping import dump, stamp
-from fhir_server.storage.base import ResourceWrite
 from fhir_server.storage import sqlite_search
+from fhir_server.storage.base import ResourceWrite
 from fhir_server.storage.sqlite import SqliteStorage
 
 ABHA = "https://healthid.abdm.gov.in"
