@@ -44,7 +44,7 @@ from fhir_server.storage.base import (
     gather_includes,
     history_key,
 )
-from fhir_server.storage.sqlite_schema import INDEX_TABLES, ParamKeys, create_schema, holders_column
+from fhir_server.storage.sqlite_schema import INDEX_TABLES, NameKeys, create_schema, holder_keys, holders_column
 from fhir_server.storage.sqlite_search import ID, Body, Compiler, Fragment, keyset
 
 T = TypeVar("T")
@@ -97,8 +97,9 @@ def _row_to_stored(row: Sequence[Any]) -> StoredResource:
 
 
 def _add_index_rows(rows: dict[str, list[tuple]], pk: int, resource_type: str, values: Iterable[IndexValue],
-                    key: Callable[[str], int]) -> None:
-    """Add the index rows of one resource to ``rows`` (by table); ``seq`` numbers them within it.
+                    key: Callable[[str], int], holders: int | None) -> None:
+    """Add the index rows of one resource to ``rows`` (by table); ``seq`` numbers them within it, and
+    each carries ``holders``, the key of the resource's record holders (``sqlite_schema``).
 
     ``_id`` has no rows: the resource table's ``(type, id)`` serves it. A token's ``(pkey, system,
     code)`` is stored once per resource (a repeat keeps only its display text, which ``:text``
@@ -114,7 +115,7 @@ def _add_index_rows(rows: dict[str, list[tuple]], pk: int, resource_type: str, v
             for i, part in enumerate(value.parts):
                 seq += 1
                 table, columns = _LAYOUT[part.__class__]
-                rows[table].append((pk, seq, key(f"{prefix}{value.param}${i}"), group, *columns(part)))
+                rows[table].append((pk, seq, key(f"{prefix}{value.param}${i}"), group, *columns(part), holders))
             continue
         if value.param == ID:
             continue
@@ -127,7 +128,7 @@ def _add_index_rows(rows: dict[str, list[tuple]], pk: int, resource_type: str, v
             tokens.add(unique)
         seq += 1
         table, columns = _LAYOUT[value.__class__]
-        rows[table].append((pk, seq, key(prefix + value.param), None, *columns(value)))
+        rows[table].append((pk, seq, key(prefix + value.param), None, *columns(value), holders))
 
 
 def _stored_pks(conn: sqlite3.Connection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
@@ -189,22 +190,23 @@ _LAYOUT: dict[type, tuple[str, Callable[[Any], tuple]]] = {
 
 
 _INSERT = {
-    "idx_string": "INSERT INTO idx_string VALUES (?,?,?,?,?,?)",
-    "idx_token": "INSERT INTO idx_token VALUES (?,?,?,?,?,?,?)",
-    "idx_reference": "INSERT INTO idx_reference VALUES (?,?,?,?,?,?,?)",
-    "idx_date": "INSERT INTO idx_date VALUES (?,?,?,?,?,?)",
-    "idx_number": "INSERT INTO idx_number VALUES (?,?,?,?,?)",
-    "idx_quantity": "INSERT INTO idx_quantity VALUES (?,?,?,?,?,?,?,?)",
-    "idx_uri": "INSERT INTO idx_uri VALUES (?,?,?,?,?)",
+    "idx_string": "INSERT INTO idx_string VALUES (?,?,?,?,?,?,?)",
+    "idx_token": "INSERT INTO idx_token VALUES (?,?,?,?,?,?,?,?)",
+    "idx_reference": "INSERT INTO idx_reference VALUES (?,?,?,?,?,?,?,?)",
+    "idx_date": "INSERT INTO idx_date VALUES (?,?,?,?,?,?,?)",
+    "idx_number": "INSERT INTO idx_number VALUES (?,?,?,?,?,?)",
+    "idx_quantity": "INSERT INTO idx_quantity VALUES (?,?,?,?,?,?,?,?,?)",
+    "idx_uri": "INSERT INTO idx_uri VALUES (?,?,?,?,?,?)",
 }
 
 
 class SqliteTransaction:
     """The view of the store inside one serialized write transaction."""
 
-    def __init__(self, conn: sqlite3.Connection, params: ParamKeys) -> None:
+    def __init__(self, conn: sqlite3.Connection, params: NameKeys, holder_sets: NameKeys) -> None:
         self._conn = conn
         self._params = params
+        self._holder_sets = holder_sets
 
     def read(self, resource_type: str, id: str) -> StoredResource | None:
         row = self._conn.execute(
@@ -214,7 +216,7 @@ class SqliteTransaction:
 
     def find(self, resource_type: str, criteria: Sequence[AnyCriterion], limit: int) -> list[StoredResource]:
         keys = partial(self._params.lookup, self._conn, writing=True)
-        return _find(self._conn, keys, (resource_type,), criteria, limit)
+        return _find(self._conn, keys, partial(holder_keys, self._conn), (resource_type,), criteria, limit)
 
     def write(self, change: ResourceWrite) -> None:
         self.write_many((change,))
@@ -227,6 +229,7 @@ class SqliteTransaction:
         stored = _stored_pks(conn, {(c.resource_type, c.id) for c in changes})
         batch = _WriteBatch()
         key_of = partial(self._params.ensure, conn)
+        holder_set_of = partial(self._holder_sets.ensure, conn)
         for change in changes:
             key = (change.resource_type, change.id)
             if key in batch.pks:  # the same resource twice: store the first version before the second
@@ -251,7 +254,8 @@ class SqliteTransaction:
             batch.pks[key] = pk
             batch.history.append(row if change.deleted else (*row[:5], _SHARED_BODY))
             if not change.deleted:
-                _add_index_rows(batch.index, pk, change.resource_type, change.index, key_of)
+                _add_index_rows(batch.index, pk, change.resource_type, change.index, key_of,
+                                None if holders is None else holder_set_of(holders))
         batch.flush(conn)
 
     def claim(self, key: str) -> None:
@@ -321,9 +325,10 @@ def _fetch(conn: sqlite3.Connection, pks: Sequence[int]) -> dict[int, StoredReso
     return {row[0]: _row_to_stored(row[1:]) for row in rows}
 
 
-def _find(conn: sqlite3.Connection, keys: Callable[[Sequence[str]], list[int]], types: Sequence[str],
-          criteria: Sequence[AnyCriterion], limit: int) -> list[StoredResource]:
-    body = Compiler(keys).select(types, criteria, _counter(conn))
+def _find(conn: sqlite3.Connection, keys: Callable[[Sequence[str]], list[int]],
+          holders: Callable[[str], list[int]], types: Sequence[str], criteria: Sequence[AnyCriterion],
+          limit: int) -> list[StoredResource]:
+    body = Compiler(keys, holders).select(types, criteria, _counter(conn))
     pks = _candidates(conn, body, limit)
     found = _fetch(conn, pks)
     return [found[pk] for pk in pks if pk in found]
@@ -356,7 +361,8 @@ class SqliteStorage:
         self._queue: list[_Pending] = []
         self._all_connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
-        self._params = ParamKeys()
+        self._params = NameKeys("param")
+        self._holder_sets = NameKeys("holder_set")
         self._checkpointer: _Checkpointer | None = None  # started by the first write
         self._writer = self._connect()
         create_schema(self._writer)
@@ -464,21 +470,22 @@ class SqliteStorage:
         return counted if limit is None else min(counted, limit)
 
     def _compiler(self, conn: sqlite3.Connection) -> Compiler:
-        return Compiler(partial(self._params.lookup, conn))
+        return Compiler(partial(self._params.lookup, conn), partial(holder_keys, conn))
 
     def _hits(self, conn: sqlite3.Connection, plan: SearchPlan) -> tuple[list[Hit], int | None]:
-        """The page, and the tally when the plan asks for one, the page is an unsorted walk's first
-        and its candidates do not stream in pk order: finding the page then visits every match
-        anyway, so the walk up to the tally is one statement with the page as its head, where a
-        separate count would find every match a second time. (A streaming page stops after
-        ``count + 1`` rows; its count is cheaper alone.)"""
+        """The page, and the tally when the plan asks for one, the page is an unsorted walk's first,
+        its candidates do not stream in pk order and some criterion is checked per candidate:
+        finding the page then checks every match anyway, so the walk up to the tally is one
+        statement with the page as its head, where a separate count would check every match a second
+        time. (A streaming page stops after ``count + 1`` rows, and a count that reads only the
+        driving index needs no check per match: alone, either is cheaper.)"""
         compiler = self._compiler(conn)
         body = compiler.select(plan.resource_types, plan.criteria, _counter(conn), _walk_state(plan))
         forward = plan.before is None
         position = plan.after if forward else plan.before
         tally = None
         if not plan.sort:
-            up_to = plan.tally if position is None and forward and not body.ordered else None
+            up_to = plan.tally if position is None and forward and not body.ordered and body.probed else None
             limit = plan.count + 1 if up_to is None else max(plan.count + 1, up_to)
             pks = _candidates(conn, body, limit, forward, position[-1] if position is not None else None)
             if up_to is not None:
@@ -584,7 +591,7 @@ class SqliteStorage:
 
     def _run_group(self, batch: list[_Pending]) -> None:
         conn = self._writer
-        tx = SqliteTransaction(conn, self._params)
+        tx = SqliteTransaction(conn, self._params, self._holder_sets)
         try:
             _begin(conn)
             for item in batch:
@@ -593,13 +600,14 @@ class SqliteStorage:
                     item.result = item.work(tx)
                 except Exception as error:  # noqa: BLE001 - handed back to the thread that asked
                     conn.execute("ROLLBACK TO work")
-                    self._params.discard()
+                    self._discard_keys()
                     item.error = error
                 conn.execute("RELEASE work")
             conn.execute("COMMIT")
             self._params.committed()
+            self._holder_sets.committed()
         except BaseException as error:
-            self._params.discard()
+            self._discard_keys()
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             for item in batch:
@@ -609,6 +617,10 @@ class SqliteStorage:
         finally:
             for item in batch:
                 item.done = True
+
+    def _discard_keys(self) -> None:
+        self._params.discard()
+        self._holder_sets.discard()
 
     def close(self) -> None:
         with self._write_lock:

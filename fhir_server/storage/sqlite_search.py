@@ -16,7 +16,7 @@ from the covering ``resource_state`` index.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fhir_server.search.normalize import normalize_text
@@ -68,7 +68,13 @@ _PREFIX_END = "\U0010ffff"
 
 Fragment = tuple[str, list[Any]]
 KeyLookup = Callable[[Sequence[str]], list[int]]
-"""``"<ResourceType>.<param>"`` names to their integer ``pkey`` (see ``sqlite_schema.ParamKeys``)."""
+"""``"<ResourceType>.<param>"`` names to their integer ``pkey`` (see ``sqlite_schema.NameKeys``)."""
+HolderLookup = Callable[[str], list[int]]
+"""A record holder (``Organization/x``) to the keys ``h`` of the holder sets that include it."""
+
+MAX_HOLDER_SETS = 64
+"""A record-holder guard is checked on the driving index rows (``h IN (...)``) when the holder is in
+at most this many distinct sets of holders; beyond that, on each candidate's ``resource_state`` row."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +113,7 @@ class Body:
     params: list[Any] = field(default_factory=list)
     distinct: bool = False  # a pk may come more than once
     ordered: bool = False  # the candidates stream in pk order: a page reads only as far as it returns
+    probed: bool = False  # some criterion is checked per candidate beyond the driver's own index rows
 
     def add(self, fragment: Fragment) -> None:
         self.where.append(fragment[0])
@@ -121,8 +128,9 @@ class Body:
 class Compiler:
     """Builds the sources, probes and sort values of one statement (aliases are unique within it)."""
 
-    def __init__(self, keys: KeyLookup) -> None:
+    def __init__(self, keys: KeyLookup, holders: HolderLookup | None = None) -> None:
         self._keys = keys
+        self._holders = holders
         self._alias_counter = 0
 
     def _alias(self, stem: str) -> str:
@@ -156,7 +164,8 @@ class Compiler:
             if not source.ordered and source.table is not None:
                 source, criteria = _intersect(source, size, [pair for pair in sources if pair[0] is not driver],
                                               criteria, count)
-            # a record-holder guard reads the state row: joined, it costs a fifth less than a probe
+            source, criteria = self._held_in_index(source, criteria)
+            # a record-holder guard left to the state row: joined, it costs a fifth less than a probe
             joined = joined or (source.ordered and any(isinstance(c, Criterion) and _holder(c) for c in criteria))
             body = self._drive(source, joined)
         if state is not None:
@@ -167,7 +176,25 @@ class Compiler:
                 body.add(_held_by("s", holder))
             else:
                 body.add(self.probe(c, types, body.pk))
+            body.probed = True
         return body
+
+    def _held_in_index(self, source: Source, criteria: list[AnyCriterion]) -> tuple[Source, list[AnyCriterion]]:
+        """``source`` checking the record-holder guards among ``criteria`` on its own index rows
+        (their ``h``), and the criteria left; unchanged when it reads no index table or a holder is
+        in too many sets of holders."""
+        if self._holders is None or source.table not in TABLE_BY_TYPE.values():
+            return source, criteria
+        kept = []
+        for c in criteria:
+            holder = _holder(c) if isinstance(c, Criterion) else None
+            keys = self._holders(holder) if holder is not None else None
+            if keys is None or len(keys) > MAX_HOLDER_SETS:
+                kept.append(c)
+                continue
+            held = f"{source.alias}.h IN ({','.join('?' * len(keys))})" if keys else "0"
+            source = replace(source, where=f"{source.where} AND {held}", params=[*source.params, *keys])
+        return source, kept
 
     def recent(self, types: Sequence[str], criteria: Sequence[AnyCriterion], since: int,
                state: Fragment | None) -> Body:

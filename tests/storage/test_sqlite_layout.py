@@ -1,5 +1,6 @@
-"""The SQLite index layout: integer parameter keys that survive rollbacks, and stores written with
-the first layout (text ``pkey`` columns) converted when opened."""
+"""The SQLite index layout: integer parameter and holder-set keys that survive rollbacks, and stores
+written with an earlier layout (text ``pkey`` columns, no holders, no holder keys in index rows)
+converted when opened."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import pytest
 
 from fhir_server.search.index_values import ReferenceValue, StringValue, TokenValue
 from fhir_server.search.plan import Criterion, Include, SearchPlan, StringMatch, TokenMatch
-from fhir_server.storage.base import HistoryQuery, ResourceWrite
+from fhir_server.storage.base import HOLDER_SYSTEM, HistoryQuery, ResourceWrite
 from fhir_server.storage.sqlite import SqliteStorage
+from fhir_server.storage.sqlite_schema import INDEX_TABLES
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
 
@@ -110,6 +112,62 @@ def test_a_store_from_before_record_holders_gets_them_when_opened(tmp_path) -> N
     conn = sqlite3.connect(tmp_path / "fhir.db")
     assert conn.execute("SELECT holders FROM resource WHERE type = 'Patient'").fetchall() == [("|Organization/phc-1|",)]
     assert "holders" in conn.execute("SELECT sql FROM sqlite_master WHERE name = 'resource_state'").fetchone()[0]
+
+
+def test_a_holder_set_key_made_by_a_rolled_back_write_is_made_again(tmp_path) -> None:  # noqa: ANN001
+    store = SqliteStorage(str(tmp_path / "holder-keys.db"))
+    held = TokenValue("_security", HOLDER_SYSTEM, "Organization/c")
+    guard = Criterion("Patient", "_security", "token", (TokenMatch(HOLDER_SYSTEM, "Organization/c", True),),
+                      guard=True)
+
+    def write_then_fail(tx) -> None:  # noqa: ANN001
+        tx.write(ResourceWrite("Patient", "p1", 1, T0, False, b"{}", (held, StringValue("family", "iyer", "Iyer"))))
+        raise RuntimeError("rolled back")
+
+    try:
+        with pytest.raises(RuntimeError):
+            store.run_in_transaction(write_then_fail)
+        store.run_in_transaction(lambda tx: tx.write(ResourceWrite(
+            "Patient", "p2", 1, T0, False, b"{}", (held, StringValue("family", "iyer", "Iyer")))))
+        family = Criterion("Patient", "family", "string", (StringMatch("iyer"),))
+        assert [h.stored.id for h in store.search(SearchPlan(("Patient",), [family, guard])).hits] == ["p2"]
+        assert store.count(SearchPlan(("Patient",), [family, guard])) == 1
+    finally:
+        store.close()
+
+
+def test_a_store_without_holder_keys_in_its_index_rows_gets_them_when_opened(tmp_path) -> None:  # noqa: ANN001
+    """Index rows written before they carried their resource's holder-set key get it, and the
+    secondary indexes are rebuilt with it: each facility's searches still find exactly its records."""
+    from fastapi.testclient import TestClient
+
+    from fhir_server.app import create_app
+    from fhir_server.settings import Settings
+    from tests.conftest import authorize
+
+    url = f"sqlite:///{tmp_path}/fhir.db"
+    sharma = {"resourceType": "Patient", "name": [{"family": "Sharma"}]}
+    with TestClient(create_app(Settings(store_url=url))) as client:
+        ids = {f: authorize(client, f).post("/Patient", json=sharma).json()["id"] for f in ("phc-1", "phc-2")}
+    conn = sqlite3.connect(tmp_path / "fhir.db")
+    for table in INDEX_TABLES:
+        for (index,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
+                                     "AND sql IS NOT NULL", (table,)).fetchall():
+            conn.execute(f"DROP INDEX {index}")
+        conn.execute(f"ALTER TABLE {table} DROP COLUMN h")
+    conn.execute("CREATE INDEX idx_string_norm ON idx_string (pkey, norm, exact, grp) WHERE grp IS NULL")
+    conn.execute("DROP TABLE holder_set")
+    conn.commit()
+    conn.close()
+    with TestClient(create_app(Settings(store_url=url))) as client:
+        for facility, patient_id in ids.items():
+            found = authorize(client, facility).get("/Patient", params={"family": "sharma"}).json()
+            assert ([e["resource"]["id"] for e in found["entry"]], found["total"]) == ([patient_id], 1)
+    conn = sqlite3.connect(tmp_path / "fhir.db")
+    assert conn.execute("SELECT count(*) FROM idx_string i JOIN resource r ON r.pk = i.pk "
+                        "WHERE r.type = 'Patient' AND i.h IS NULL").fetchone() == (0,)
+    indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'idx_string'")}
+    assert "idx_string_norm_h" in indexes and "idx_string_norm" not in indexes
 
 
 def test_a_current_version_shares_its_body_with_the_resource_row(tmp_path) -> None:  # noqa: ANN001

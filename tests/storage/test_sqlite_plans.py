@@ -14,13 +14,15 @@ from urllib.parse import parse_qsl
 
 import pytest
 
+from consent.policy import holder_code, holder_label, with_holders
 from fhir_server.search.extract import IndexExtractor
+from fhir_server.search.plan import Criterion, SearchPlan, TokenMatch
 from fhir_server.search.query import parse_search
 from fhir_server.search.registry import SearchRegistry
 from fhir_server.service.paging import new_snapshot
 from fhir_server.service.stamping import dump, stamp
 from fhir_server.storage import sqlite_search
-from fhir_server.storage.base import ResourceWrite
+from fhir_server.storage.base import HOLDER_SYSTEM, ResourceWrite
 from fhir_server.storage.sqlite import SqliteStorage
 
 ABHA = "https://healthid.abdm.gov.in"
@@ -189,3 +191,65 @@ def test_two_small_unordered_sources_are_intersected_not_probed(store: SqliteSto
         conn.set_trace_callback(None)
     assert ids == (["p1"] if count else []) and total == 1
     assert any(" INTERSECT " in sql for sql in statements)
+
+
+HELD_SEARCHES = ["Observation?status=final", "Patient?name=sha", "Observation?value-quantity=gt100",
+                 "Observation?date=ge2020-01-01"]
+
+
+@pytest.fixture
+def held_store(tmp_path, registry: SearchRegistry) -> Iterator[SqliteStorage]:
+    """The plan store's resources, each held by facility ``a`` or ``b`` (by the parity of its number)."""
+    storage = SqliteStorage(str(tmp_path / "held.db"))
+    extractor = IndexExtractor(registry)
+    writes = []
+    for resource in _resources():
+        facility = "ab"[int(resource["id"][1:]) % 2]
+        stamped = stamp(with_holders(resource, [holder_label(facility)]), resource["id"], 1, T0)
+        writes.append(ResourceWrite(resource["resourceType"], resource["id"], 1, T0, False, dump(stamped),
+                                    extractor.extract(stamped)))
+    storage.run_in_transaction(lambda tx: tx.write_many(writes))
+    yield storage
+    storage.close()
+
+
+@pytest.mark.parametrize("facility", ["a", "b"])
+@pytest.mark.parametrize("query", HELD_SEARCHES)
+def test_a_record_holder_guard_is_checked_on_the_driving_index(held_store: SqliteStorage, registry: SearchRegistry,
+                                                              query: str, facility: str) -> None:
+    """The page and the count keep only the holder's records, and the count reads the driving
+    index alone: no ``resource_state`` entry per match (the index rows carry the holders' key)."""
+    resource_type, _, query_string = query.partition("?")
+
+    def plan_for(guarded: bool) -> SearchPlan:
+        plan = parse_search(resource_type, parse_qsl(query_string), registry, strict=True, default_count=100,
+                            max_count=100)
+        if guarded:
+            plan.criteria.append(Criterion(resource_type, "_security", "token",
+                                           (TokenMatch(HOLDER_SYSTEM, holder_code(facility), True),), guard=True))
+        plan.snapshot = new_snapshot()
+        return plan
+
+    every = [hit.stored.id for hit in held_store.search(plan_for(False)).hits]
+    held = [id for id in every if "ab"[int(id[1:]) % 2] == facility]
+    assert every and held and held != every
+    conn = held_store._reader()
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    try:
+        plan = plan_for(True)
+        ids = [hit.stored.id for hit in held_store.search(plan).hits]
+        total = held_store.count(plan, 10_000)
+    finally:
+        conn.set_trace_callback(None)
+    assert (ids, total) == (held, len(held))
+    counts = [s for s in statements if s.startswith("SELECT COUNT(*)") and "resource_type_updated" not in s]
+    assert counts and not [s for s in counts if "resource_state" in s]
+
+
+def test_a_holder_in_no_stored_set_of_holders_sees_nothing(held_store: SqliteStorage, registry: SearchRegistry) -> None:
+    plan = parse_search("Observation", [("code", "2339-0")], registry, strict=True, default_count=20, max_count=100)
+    plan.criteria.append(Criterion("Observation", "_security", "token",
+                                   (TokenMatch(HOLDER_SYSTEM, holder_code("c"), True),), guard=True))
+    plan.snapshot = new_snapshot()
+    assert held_store.search(plan).hits == [] and held_store.count(plan, 10_000) == 0
