@@ -150,8 +150,9 @@ class Compiler:
                count: Callable[[Fragment], int], state: Fragment | None = None) -> Body:
         """The candidates: resources of ``types`` matching every criterion, and ``state`` (a
         condition on alias ``s``, the candidate's ``resource_state`` entry) when given. The driver
-        is the source with the fewest rows (``count`` runs a SELECT and counts its rows); every
-        other criterion is probed."""
+        is the source with the fewest rows (``count`` runs a SELECT and counts its rows); a
+        record-holder guard is checked on the driver's own index rows when it reads an index table,
+        and every other criterion is probed."""
         sources = [(c, source) for c in criteria if (source := self.source(c, types)) is not None]
         joined = state is not None
         if not sources:
