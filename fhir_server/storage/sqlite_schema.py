@@ -189,9 +189,7 @@ def _convert_text_keys(conn: sqlite3.Connection) -> None:
         for table in INDEX_TABLES:
             conn.execute(f"INSERT OR IGNORE INTO param (name) SELECT DISTINCT pkey FROM {table}")
             conn.execute(f"ALTER TABLE {table} RENAME TO {table}_text_keys")
-            for (index,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
-                                         "AND sql IS NOT NULL", (f"{table}_text_keys",)).fetchall():
-                conn.execute(f"DROP INDEX {index}")
+            _drop_indexes(conn, f"{table}_text_keys")
         for statement in SCHEMA.split(";"):
             if statement.strip():
                 conn.execute(statement)
@@ -219,15 +217,20 @@ def _add_holder_keys(conn: sqlite3.Connection) -> None:
         if "h" not in {row[1] for row in conn.execute("PRAGMA table_info(idx_token)")}:
             conn.execute("CREATE TABLE IF NOT EXISTS holder_set (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)")
             for table in INDEX_TABLES:
-                for (index,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
-                                             "AND sql IS NOT NULL", (table,)).fetchall():
-                    conn.execute(f"DROP INDEX {index}")
+                _drop_indexes(conn, table)
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN h INTEGER")
             _fill_holder_keys(conn)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def _drop_indexes(conn: sqlite3.Connection, table: str) -> None:
+    """Drop the secondary indexes of ``table`` (not those SQLite makes for its keys)."""
+    for (index,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
+                                 "AND sql IS NOT NULL", (table,)).fetchall():
+        conn.execute(f"DROP INDEX {index}")
 
 
 def _fill_holder_keys(conn: sqlite3.Connection) -> None:

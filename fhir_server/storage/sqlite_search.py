@@ -194,7 +194,7 @@ class Compiler:
                 kept.append(c)
                 continue
             held = f"{source.alias}.h IN ({','.join('?' * len(keys))})" if keys else "0"
-            source = replace(source, where=f"{source.where} AND {held}", params=[*source.params, *keys])
+            source = replace(source, where=f"({source.where}) AND {held}", params=[*source.params, *keys])
         return source, kept
 
     def recent(self, types: Sequence[str], criteria: Sequence[AnyCriterion], since: int,

@@ -253,3 +253,26 @@ def test_a_holder_in_no_stored_set_of_holders_sees_nothing(held_store: SqliteSto
                                    (TokenMatch(HOLDER_SYSTEM, holder_code("c"), True),), guard=True))
     plan.snapshot = new_snapshot()
     assert held_store.search(plan).hits == [] and held_store.count(plan, 10_000) == 0
+
+
+def test_a_holder_in_too_many_sets_of_holders_is_checked_on_each_candidate(
+        held_store: SqliteStorage, registry: SearchRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beyond ``MAX_HOLDER_SETS`` sets the guard reads each candidate's ``resource_state`` entry:
+    slower, with the same answer."""
+    monkeypatch.setattr(sqlite_search, "MAX_HOLDER_SETS", 0)
+    plan = parse_search("Observation", [("status", "final")], registry, strict=True, default_count=100,
+                        max_count=100)
+    plan.criteria.append(Criterion("Observation", "_security", "token",
+                                   (TokenMatch(HOLDER_SYSTEM, holder_code("a"), True),), guard=True))
+    plan.snapshot = new_snapshot()
+    conn = held_store._reader()
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    try:
+        ids = [hit.stored.id for hit in held_store.search(plan).hits]
+        total = held_store.count(plan, 10_000)
+    finally:
+        conn.set_trace_callback(None)
+    assert ids == [f"o{n}" for n in range(0, 40, 2)] and total == 20
+    counts = [s for s in statements if s.startswith("SELECT COUNT(*)") and "resource_type_updated" not in s]
+    assert counts and all("resource_state" in s for s in counts)
