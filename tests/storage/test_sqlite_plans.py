@@ -139,6 +139,19 @@ def _scans(conn: sqlite3.Connection, sql: str) -> list[str]:
     return found
 
 
+def _search_traced(store: SqliteStorage, plan: SearchPlan) -> tuple[list[str], int, list[str]]:
+    """The ids of ``plan``'s page, its count, and every statement the two ran on this thread's reader."""
+    conn = store._reader()  # the connection searches on this thread use
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    try:
+        ids = [hit.stored.id for hit in store.search(plan).hits]
+        total = store.count(plan, 10_000)
+    finally:
+        conn.set_trace_callback(None)
+    return ids, total, statements
+
+
 @pytest.mark.parametrize("query", SEARCHES)
 def test_a_representative_search_runs_only_index_lookups(store: SqliteStorage, registry: SearchRegistry,
                                                          query: str) -> None:
@@ -181,14 +194,7 @@ def test_two_small_unordered_sources_are_intersected_not_probed(store: SqliteSto
     plan = parse_search("Patient", [("given", "as"), ("family", "sh"), ("_count", str(count))], registry,
                         strict=True, default_count=20, max_count=100)
     plan.snapshot = new_snapshot()
-    conn = store._reader()
-    statements: list[str] = []
-    conn.set_trace_callback(statements.append)
-    try:
-        ids = [hit.stored.id for hit in store.search(plan).hits]
-        total = store.count(plan, 10_000)
-    finally:
-        conn.set_trace_callback(None)
+    ids, total, statements = _search_traced(store, plan)
     assert ids == (["p1"] if count else []) and total == 1
     assert any(" INTERSECT " in sql for sql in statements)
 
@@ -233,15 +239,7 @@ def test_a_record_holder_guard_is_checked_on_the_driving_index(held_store: Sqlit
     every = [hit.stored.id for hit in held_store.search(plan_for(False)).hits]
     held = [id for id in every if "ab"[int(id[1:]) % 2] == facility]
     assert every and held and held != every
-    conn = held_store._reader()
-    statements: list[str] = []
-    conn.set_trace_callback(statements.append)
-    try:
-        plan = plan_for(True)
-        ids = [hit.stored.id for hit in held_store.search(plan).hits]
-        total = held_store.count(plan, 10_000)
-    finally:
-        conn.set_trace_callback(None)
+    ids, total, statements = _search_traced(held_store, plan_for(True))
     assert (ids, total) == (held, len(held))
     counts = [s for s in statements if s.startswith("SELECT COUNT(*)") and "resource_type_updated" not in s]
     assert counts and not [s for s in counts if "resource_state" in s]
@@ -265,14 +263,7 @@ def test_a_holder_in_too_many_sets_of_holders_is_checked_on_each_candidate(
     plan.criteria.append(Criterion("Observation", "_security", "token",
                                    (TokenMatch(HOLDER_SYSTEM, holder_code("a"), True),), guard=True))
     plan.snapshot = new_snapshot()
-    conn = held_store._reader()
-    statements: list[str] = []
-    conn.set_trace_callback(statements.append)
-    try:
-        ids = [hit.stored.id for hit in held_store.search(plan).hits]
-        total = held_store.count(plan, 10_000)
-    finally:
-        conn.set_trace_callback(None)
+    ids, total, statements = _search_traced(held_store, plan)
     assert ids == [f"o{n}" for n in range(0, 40, 2)] and total == 20
     counts = [s for s in statements if s.startswith("SELECT COUNT(*)") and "resource_type_updated" not in s]
     assert counts and all("resource_state" in s for s in counts)
