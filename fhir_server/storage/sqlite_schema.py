@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS resource (
@@ -155,13 +156,25 @@ def holders_column(codes: Iterable[str]) -> str | None:
     return f"|{'|'.join(codes)}|" if codes else None
 
 
+@contextmanager
+def _write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """One ``BEGIN IMMEDIATE`` transaction around a store upgrade: committed when the block ends
+    (also by ``return``), rolled back when it raises."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 def _add_holders(conn: sqlite3.Connection) -> None:
     """A store written before record holders: add the column (filled from the stored labels) and
     widen ``resource_state``, unless another process did so while this one waited for the lock."""
     from fhir_server.storage.base import HOLDER_SYSTEM
 
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _write_transaction(conn):
         if "holders" not in {row[1] for row in conn.execute("PRAGMA table_info(resource)")}:
             conn.execute("ALTER TABLE resource ADD COLUMN holders TEXT")
             conn.execute("DROP INDEX IF EXISTS resource_state")
@@ -171,19 +184,13 @@ def _add_holders(conn: sqlite3.Connection) -> None:
                     "FROM idx_token t JOIN param p ON p.id = t.pkey WHERE t.pk = resource.pk "
                     "AND p.name LIKE '%._security' AND t.system = ?) "
                     "WHERE pk IN (SELECT t.pk FROM idx_token t WHERE t.system = ?)", (HOLDER_SYSTEM, HOLDER_SYSTEM))
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 
 def _convert_text_keys(conn: sqlite3.Connection) -> None:
     """Rewrite the index tables of the first layout (rowid tables keyed by text ``pkey``) in place,
     unless another process (``serve --workers``) did so while this one waited for the write lock."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _write_transaction(conn):
         if "seq" in {row[1] for row in conn.execute("PRAGMA table_info(idx_token)")}:
-            conn.execute("COMMIT")
             return
         conn.execute("CREATE TABLE IF NOT EXISTS param (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)")
         for table in INDEX_TABLES:
@@ -202,28 +209,19 @@ def _convert_text_keys(conn: sqlite3.Connection) -> None:
                 f"FROM {table}_text_keys o JOIN param p ON p.name = o.pkey ORDER BY o.pk, o.rowid")
             conn.execute(f"DROP TABLE {table}_text_keys")
         _fill_holder_keys(conn)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 
 def _add_holder_keys(conn: sqlite3.Connection) -> None:
     """A store written before index rows carried holder keys: add ``h`` to every index table, filled
     from ``resource.holders``, and drop the secondary indexes without it (``SCHEMA`` then builds the
     ``_h`` ones), unless another process did so while this one waited for the write lock."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _write_transaction(conn):
         if "h" not in {row[1] for row in conn.execute("PRAGMA table_info(idx_token)")}:
             conn.execute("CREATE TABLE IF NOT EXISTS holder_set (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)")
             for table in INDEX_TABLES:
                 _drop_indexes(conn, table)
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN h INTEGER")
             _fill_holder_keys(conn)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 
 def _drop_indexes(conn: sqlite3.Connection, table: str) -> None:
@@ -254,8 +252,7 @@ def _add_canonical_quantities(conn: sqlite3.Connection) -> None:
     case another process did it meanwhile. Composite parts (``grp``) stay literal, as at write time."""
     from fhir_server.search.ucum import CANONICAL_SUFFIX, CANONICAL_SYSTEM, UCUM_SYSTEM, conversion
 
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _write_transaction(conn):
         if conn.execute("PRAGMA user_version").fetchone()[0] < CANONICAL_QUANTITIES_VERSION:
             rows = conn.execute(
                 "SELECT q.pk, p.name, q.value, q.code, (SELECT max(o.seq) FROM idx_quantity o WHERE o.pk = q.pk), q.h "
@@ -281,10 +278,6 @@ def _add_canonical_quantities(conn: sqlite3.Connection) -> None:
                              [(pk, seq, keys[name], value, CANONICAL_SYSTEM, unit, holders_of[pk])
                               for (pk, name, value, unit), seq in added.items()])
             conn.execute(f"PRAGMA user_version = {CANONICAL_QUANTITIES_VERSION}")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 
 class NameKeys:
