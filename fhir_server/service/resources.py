@@ -167,6 +167,7 @@ class ResourceService:
     def validate(self, resource_type: str, resource: dict[str, Any]) -> bytes:
         """Everything a stored resource must satisfy: the R4B model, and for a document Bundle the
         document rules (400 / 422 naming what fails). Returns the JSON text that was judged."""
+        self.storage.yield_to_writes()
         raw = validate_resource(resource_type, resource)
         if resource_type == "Bundle" and resource.get("type") == "document":
             check_document(resource)
@@ -200,6 +201,7 @@ class ResourceService:
                  holders: list[dict[str, Any]]) -> ResourceWrite:
         """The new version as stored: stamped (id, meta, the record holders), serialized, its index
         values extracted."""
+        self.storage.yield_to_writes()
         last_updated = now_ms()
         stamped = stamp(with_holders(resource, holders), id, version, last_updated)
         return ResourceWrite(resource_type, id, version, last_updated, False, dump(stamped),

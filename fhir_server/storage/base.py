@@ -182,5 +182,11 @@ class Storage(Protocol):
     def run_in_transaction(self, work: Callable[[StorageTransaction], T]) -> T:
         ...
 
+    def yield_to_writes(self) -> None:
+        """Return when no other thread of this process is inside ``run_in_transaction`` holding a
+        lock other writers wait for. Called before CPU-bound work that needs no stored data
+        (validating, indexing a write), so the lock holder is not slowed by this process's other
+        threads taking the CPU (and Python's interpreter lock) from it."""
+
     def close(self) -> None:
         ...

@@ -336,6 +336,9 @@ class MongoStorage:
     def _stored(self, query: Filter) -> list[StoredResource]:
         return [_to_stored(doc) for doc in self._db.resources.find(query, RESOURCE_FIELDS).sort("_id")]
 
+    def yield_to_writes(self) -> None:
+        """Nothing to wait for: MongoDB's locks are held in the server, not in this process."""
+
     def run_in_transaction(self, work: Callable[[MongoTransaction], T]) -> T:
         """Runs ``work`` in one transaction; pymongo retries the whole function on a transient error
         (a write conflict) or an unknown commit result, so ``work`` may run more than once."""

@@ -41,3 +41,46 @@ def test_two_stores_on_one_file_write_in_turns_without_losing_a_version(tmp_path
     finally:
         for store in stores:
             store.close()
+
+
+def test_other_threads_yield_to_the_thread_holding_the_write_lock(tmp_path: Path) -> None:
+    """While one thread of a process holds the write lock, ``yield_to_writes`` keeps the process's
+    other threads back until it commits (or rolls back); the holder itself never waits there."""
+    store = SqliteStorage(str(tmp_path / "yield.db"))
+    inside, release = threading.Event(), threading.Event()
+
+    def work(tx: StorageTransaction, fail: bool) -> None:
+        store.yield_to_writes()  # the lock holder's own thread: returns at once
+        inside.set()
+        release.wait(10)
+        tx.write(ResourceWrite("Basic", "kept" if not fail else "dropped", 1, datetime.now(UTC), False, b"{}"))
+        if fail:
+            raise ValueError("rolled back")
+
+    def attempt(fail: bool) -> None:
+        try:
+            store.run_in_transaction(lambda tx: work(tx, fail))
+        except ValueError:
+            pass
+
+    try:
+        for fail in (False, True):
+            inside.clear()
+            release.clear()
+            holder = threading.Thread(target=attempt, args=(fail,))
+            holder.start()
+            assert inside.wait(5)
+            yielded = threading.Event()
+            other = threading.Thread(target=lambda: (store.yield_to_writes(), yielded.set()))
+            other.start()
+            assert not yielded.wait(0.3)  # held back while the transaction is open
+            release.set()
+            assert yielded.wait(5)
+            holder.join(5)
+            other.join(5)
+        store.yield_to_writes()  # nobody writing: returns at once
+        assert store.read("Basic", "kept") is not None
+        assert store.read("Basic", "dropped") is None
+    finally:
+        release.set()
+        store.close()
