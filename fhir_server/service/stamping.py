@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +22,8 @@ def now_ms() -> datetime:
 
 
 def format_instant(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    """``2024-03-01T10:00:00.123Z``: milliseconds, UTC (``isoformat`` takes half ``strftime``'s time)."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def version_number(text: str) -> int | None:
@@ -31,7 +32,13 @@ def version_number(text: str) -> int | None:
 
 
 def new_id() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID, formatted without a ``uuid.UUID`` object: half the time of
+    ``str(uuid.uuid4())``, and a transaction bundle asks for one per created resource."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
+    text = raw.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def check_id(id: str) -> str:
