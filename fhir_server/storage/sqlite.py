@@ -601,10 +601,11 @@ class SqliteStorage:
         with 2 server processes taking turns (bench/ingest_bench.py, 60,000 resources), the write
         lock was held about twice its holder's CPU time (830-960 us per resource stored), and each
         process waited for it 35-45% of the time; with this wait, 510 us. The holder's own thread
-        never waits here (it validates and indexes inside transactions too)."""
+        never waits here (it validates and indexes inside transactions too). The wait is only for
+        speed, so it is bounded like a wait for the lock itself."""
         writing = self._writing_thread
         if writing is not None and writing != threading.get_ident():
-            self._not_writing.wait()
+            self._not_writing.wait(_WRITE_LOCK_TIMEOUT_S)
 
     def _run_group(self, batch: list[_Pending]) -> None:
         conn = self._writer
