@@ -6,7 +6,6 @@ serialization of the envelope, never a parse and re-dump of each resource.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -14,7 +13,7 @@ from urllib.parse import urlencode
 
 import orjson
 
-from fhir_server.service.stamping import format_instant, now_ms
+from fhir_server.service.stamping import format_instant, new_id, now_ms
 from fhir_server.storage.base import StoredResource
 
 
@@ -56,7 +55,7 @@ def bundle(bundle_type: str, entries: list[dict[str, Any]], links: list[tuple[st
            total: int | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {
         "resourceType": "Bundle",
-        "id": str(uuid.uuid4()),
+        "id": new_id(),
         "meta": {"lastUpdated": format_instant(now_ms())},
         "type": bundle_type,
     }
