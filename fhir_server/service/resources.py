@@ -24,7 +24,7 @@ from fhir_server.search.registry import SearchRegistry
 from fhir_server.service.documents import check_document
 from fhir_server.service.patching import apply_patch
 from fhir_server.service.references import rewrite_json, rewrite_references
-from fhir_server.service.stamping import check_id, dump, new_id, now_ms, stamp, version_number
+from fhir_server.service.stamping import check_id, dump, new_resource_id, now_ms, stamp, version_number
 from fhir_server.storage.base import ResourceWrite, Storage, StorageTransaction, StoredResource
 
 
@@ -310,7 +310,7 @@ class _Create(WriteOp):
         if self.criteria is not None:
             return None
         if self.target_id is None:
-            self.target_id = new_id()
+            self.target_id = new_resource_id()
         return self.target_id
 
     def finish(self, references: Mapping[str, str]) -> bool:
@@ -329,7 +329,7 @@ class _Create(WriteOp):
         if self.criteria is not None:
             tx.claim(f"create:{self.resource_type}?{self.condition}")
             self.existing = self.service._single_match(tx, self.resource_type, self.criteria, "create")
-        self.target_id = self.existing.id if self.existing is not None else new_id()
+        self.target_id = self.existing.id if self.existing is not None else new_resource_id()
 
     def execute(self, tx: StorageTransaction, references: Mapping[str, str]) -> WriteResult:
         if self.ready is not None:
@@ -373,7 +373,7 @@ class _ConditionalUpdate(_Update):
         tx.claim(f"update:{self.resource_type}?{self.query}")
         match = self.service._single_match(tx, self.resource_type, self.criteria, "update")
         if match is None:
-            self.target_id = check_id(self.resource["id"]) if "id" in self.resource else new_id()
+            self.target_id = check_id(self.resource["id"]) if "id" in self.resource else new_resource_id()
             return
         if "id" in self.resource and self.resource["id"] != match.id:
             raise bad_request(f"resource id {self.resource['id']!r} does not match the resource found "
