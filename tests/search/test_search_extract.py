@@ -170,10 +170,10 @@ def test_blood_pressure_components_give_code_value_composites(extractor: IndexEx
     composites = of(values, "component-code-value-quantity")
     assert composites == [
         CompositeValue("component-code-value-quantity", (
-            TokenValue("component-code", LOINC, "8480-6", "systolic"),
+            TokenValue("component-code", LOINC, "8480-6"),
             QuantityValue("component-value-quantity", 142.0, UCUM, "mm[Hg]", "mmHg"))),
         CompositeValue("component-code-value-quantity", (
-            TokenValue("component-code", LOINC, "8462-4", "diastolic"),
+            TokenValue("component-code", LOINC, "8462-4"),
             QuantityValue("component-value-quantity", 91.5, UCUM, "mm[Hg]", "mmHg"))),
     ]
     assert len(of(values, "combo-code-value-quantity")) == 2
@@ -181,9 +181,11 @@ def test_blood_pressure_components_give_code_value_composites(extractor: IndexEx
 
 
 def test_code_value_quantity_pairs_the_observation_code_with_its_value(extractor: IndexExtractor) -> None:
+    """Only the codings pair up: a composite's token matches by system and code, never by text."""
     glucose = {"resourceType": "Observation", "status": "final",
-               "code": {"coding": [{"system": LOINC, "code": "2339-0"}, {"system": "http://snomed.info/sct",
-                                                                         "code": "33747003"}]},
+               "code": {"coding": [{"system": LOINC, "code": "2339-0", "display": "Glucose [Mass/volume]"},
+                                   {"system": "http://snomed.info/sct", "code": "33747003"}],
+                        "text": "Glucose"},
                "valueQuantity": {"value": 6.3, "unit": "mmol/l", "system": UCUM, "code": "mmol/L"}}
     quantity = QuantityValue("value-quantity", 6.3, UCUM, "mmol/L", "mmol/l")
     assert of(extractor.extract(glucose), "code-value-quantity") == [
