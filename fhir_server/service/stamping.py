@@ -36,11 +36,7 @@ def version_number(text: str) -> int | None:
 def new_id() -> str:
     """A random (version 4) UUID, formatted without a ``uuid.UUID`` object (half the time of
     ``str(uuid.uuid4())``): for ids that are not stored keys, such as a response Bundle's."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = raw[6] & 0x0F | 0x40  # version 4
-    raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
-    text = raw.hex()
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    return _uuid_text(os.urandom(16), 4)
 
 
 _PREFIX_KEY = os.urandom(16)  # this process's; nothing outside it ever needs it
@@ -66,9 +62,14 @@ def new_resource_id() -> str:
     if second != cached_second:
         prefix = hashlib.blake2b(second.to_bytes(8, "big"), key=_PREFIX_KEY, digest_size=6).digest()
         _prefix = (second, prefix)
-    raw = bytearray(prefix + os.urandom(10))
-    raw[6] = raw[6] & 0x0F | 0x80  # version 8: custom layout (RFC 9562)
-    raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
+    return _uuid_text(prefix + os.urandom(10), 8)  # version 8: a layout of our own (RFC 9562)
+
+
+def _uuid_text(bits: bytes, version: int) -> str:
+    """16 bytes as a hyphenated lower-case UUID of ``version`` and the RFC 4122 variant."""
+    raw = bytearray(bits)
+    raw[6] = raw[6] & 0x0F | version << 4
+    raw[8] = raw[8] & 0x3F | 0x80
     text = raw.hex()
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
