@@ -59,6 +59,7 @@ class SearchRegistry:
         self.element_types: ElementTypes = MappingProxyType(dict(element_types))  # for compiling expressions
         self._unsupported = unsupported
         self._embedding: dict[tuple[str, str], bool] = {}
+        self._unions: dict[str, Mapping[str, tuple[str, ...]]] = {}
 
     @classmethod
     def load(cls) -> SearchRegistry:
@@ -94,6 +95,30 @@ class SearchRegistry:
                 compile_path(definition.expression, resource_type, self.element_types).types)
         return self._embedding[key]
 
+    def unions(self, resource_type: str) -> Mapping[str, tuple[str, ...]]:
+        """The parameters of ``resource_type`` whose expression is the union (``|``) of other
+        parameters' expressions, each with those parameters: of the same type (composites also with
+        the same components), whose terms together are exactly its terms. In R4 these are the
+        Observation ``combo-*`` parameters (``combo-code`` is ``code`` and ``component-code``). A
+        resource has the same values for such a parameter as for its parts together, so a store may
+        keep only the parts'. Reference parameters are left out: the resource types a reference
+        may point at are part of their meaning too."""
+        found = self._unions.get(resource_type)
+        if found is None:
+            params = self.for_type(resource_type)
+            terms = {code: _union_terms(d.expression) for code, d in params.items()}
+            unions: dict[str, tuple[str, ...]] = {}
+            for code, definition in params.items():
+                if definition.type == "reference" or len(terms[code]) < 2:
+                    continue
+                parts = tuple(other for other, d in params.items()
+                              if other != code and d.type == definition.type and terms[other] <= terms[code]
+                              and _same_components(d, definition))
+                if parts and frozenset().union(*(terms[p] for p in parts)) == terms[code]:
+                    unions[code] = parts
+            found = self._unions[resource_type] = MappingProxyType(unions)
+        return found
+
     def resource_types(self) -> tuple[str, ...]:
         return self._resource_types
 
@@ -111,6 +136,43 @@ def _param_def(row: list[Any], resource_types: tuple[str, ...]) -> SearchParamDe
     targets = tuple(row[3]) if len(row) > 3 else ()
     components = tuple(ComponentDef(*c) for c in row[4]) if len(row) > 4 else ()
     return SearchParamDef(row[0], row[1], row[2], resource_types if targets == ("*",) else targets, components)
+
+
+def _union_terms(expression: str) -> frozenset[str]:
+    """The terms of the top-level ``|`` unions of a FHIRPath expression, each without enclosing
+    parentheses: ``(A.value as Quantity) | A.x`` gives ``A.value as Quantity`` and ``A.x``."""
+    terms, depth, quoted, start = [], 0, False, 0
+    for i, char in enumerate(expression):
+        if char == "'":
+            quoted = not quoted
+        elif not quoted and char in "([":
+            depth += 1
+        elif not quoted and char in ")]":
+            depth -= 1
+        elif not quoted and depth == 0 and char == "|":
+            terms.append(expression[start:i])
+            start = i + 1
+    terms.append(expression[start:])
+    return frozenset(_unwrapped(term.strip()) for term in terms)
+
+
+def _unwrapped(term: str) -> str:
+    while term.startswith("(") and term.endswith(")") and _balanced(term[1:-1]):
+        term = term[1:-1].strip()
+    return term
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for char in text:
+        depth += (char == "(") - (char == ")")
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def _same_components(a: SearchParamDef, b: SearchParamDef) -> bool:
+    return [(c.type, c.expression) for c in a.components] == [(c.type, c.expression) for c in b.components]
 
 
 @functools.cache

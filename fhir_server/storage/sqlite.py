@@ -44,7 +44,14 @@ from fhir_server.storage.base import (
     gather_includes,
     history_key,
 )
-from fhir_server.storage.sqlite_schema import INDEX_TABLES, NameKeys, create_schema, holder_keys, holders_column
+from fhir_server.storage.sqlite_schema import (
+    INDEX_TABLES,
+    NameKeys,
+    create_schema,
+    holder_keys,
+    holders_column,
+    union_params,
+)
 from fhir_server.storage.sqlite_search import ID, Body, Compiler, Fragment, keyset
 
 T = TypeVar("T")
@@ -101,15 +108,18 @@ def _add_index_rows(rows: dict[str, list[tuple]], pk: int, resource_type: str, v
     """Add the index rows of one resource to ``rows`` (by table); ``seq`` numbers them within it, and
     each carries ``holders``, the key of the resource's record holders (``sqlite_schema``).
 
-    ``_id`` has no rows: the resource table's ``(type, id)`` serves it. A token's ``(pkey, system,
-    code)`` is stored once per resource (a repeat keeps only its display text, which ``:text``
-    reads), so ``system|code`` matches each resource once and large results are counted without
-    DISTINCT.
+    ``_id`` has no rows: the resource table's ``(type, id)`` serves it, and a union parameter's
+    values are its parts' (``sqlite_schema.stored_names``). A token's ``(pkey, system, code)`` is
+    stored once per resource (a repeat keeps only its display text, which ``:text`` reads), so
+    ``system|code`` matches each resource once and large results are counted without DISTINCT.
     """
     prefix = resource_type + "."
     group = seq = 0
     tokens: set[tuple[str, str | None, str]] = set()
+    unions = union_params(resource_type)
     for value in values:
+        if unions and value.param.partition(":")[0] in unions:
+            continue
         if value.__class__ is CompositeValue:
             group += 1
             for i, part in enumerate(value.parts):

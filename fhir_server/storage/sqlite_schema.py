@@ -29,14 +29,20 @@ tests/storage/test_sqlite_plans.py):
   the record holder itself, so counting or walking a search's matches seeks no ``resource_state``
   entry per match (1,000 such seeks were a third of a token search's time). The secondary indexes'
   names end in ``_h``; a store without the column gets it, filled, when opened (``_add_holder_keys``).
+- A union parameter (``SearchRegistry.unions``: ``Observation.combo-code`` is ``code`` and
+  ``component-code``) has no rows of its own; its searches read its parts' rows (``stored_names``).
+  For the Synthea resources that is a fifth fewer index rows. Rows that stores written before this
+  keep under such a name are left in place and never read.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+
+from fhir_server.search.registry import SearchRegistry
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS resource (
@@ -148,6 +154,25 @@ CANONICAL_QUANTITIES_VERSION = 1
 
 
 _BEFORE_HOLDERS = {"pk", "type", "id", "version", "last_updated", "deleted", "body"}
+
+
+def union_params(resource_type: str) -> Mapping[str, tuple[str, ...]]:
+    """The union parameters of ``resource_type``, each with its parts: their values are stored only
+    under the parts' names."""
+    return SearchRegistry.load().unions(resource_type)
+
+
+def stored_names(name: str) -> tuple[str, ...]:
+    """The names whose rows hold the values of index name ``name`` (``"<Type>.<param>"``, with a
+    composite part ``$<i>`` or a derived suffix such as ``:canonical`` when it has one): ``name``
+    itself, or for a union parameter the same name of each of its parts."""
+    resource_type, _, rest = name.partition(".")
+    unions = union_params(resource_type)
+    if not unions:
+        return (name,)
+    cut = min((i for i in (rest.find("$"), rest.find(":")) if i >= 0), default=len(rest))
+    parts = unions.get(rest[:cut])
+    return (name,) if parts is None else tuple(f"{resource_type}.{part}{rest[cut:]}" for part in parts)
 
 
 def holders_column(codes: Iterable[str]) -> str | None:

@@ -40,6 +40,7 @@ from fhir_server.search.plan import (
     UriMatch,
 )
 from fhir_server.storage.base import HOLDER_SYSTEM
+from fhir_server.storage.sqlite_schema import stored_names
 
 TABLE_BY_TYPE = {
     "string": "idx_string",
@@ -138,7 +139,7 @@ class Compiler:
         return f"{stem}{self._alias_counter}"
 
     def _pkeys(self, names: Sequence[str]) -> Fragment:
-        keys = self._keys(names)
+        keys = self._keys([stored for name in names for stored in stored_names(name)])
         return "(" + ",".join("?" * len(keys)) + ")", keys
 
     def _param_keys(self, types: Sequence[str], param: str) -> Fragment:

@@ -89,3 +89,34 @@ def test_definitions_cannot_be_modified() -> None:
     params = REGISTRY.for_type("Patient")
     with pytest.raises(TypeError):
         params["x"] = params["name"]  # type: ignore[index]
+
+
+def test_union_parameters_are_the_observation_combos_with_their_parts() -> None:
+    unions = {(t, code): parts for t in REGISTRY.resource_types() for code, parts in REGISTRY.unions(t).items()}
+    assert unions == {
+        ("Observation", "combo-code"): ("code", "component-code"),
+        ("Observation", "combo-code-value-concept"): ("code-value-concept", "component-code-value-concept"),
+        ("Observation", "combo-code-value-quantity"): ("code-value-quantity", "component-code-value-quantity"),
+        ("Observation", "combo-data-absent-reason"): ("component-data-absent-reason", "data-absent-reason"),
+        ("Observation", "combo-value-concept"): ("component-value-concept", "value-concept"),
+        ("Observation", "combo-value-quantity"): ("component-value-quantity", "value-quantity"),
+    }
+
+
+def test_a_union_needs_parts_of_its_own_type_covering_every_term() -> None:
+    quantity = SearchParamDef("q", "quantity", "(X.value as Quantity)")
+    data = {
+        "both": SearchParamDef("both", "quantity", "(X.value as Quantity) | (X.part.value as Quantity)"),
+        "q": quantity,
+        "part": SearchParamDef("part", "quantity", "X.part.value as Quantity"),
+        "codes": SearchParamDef("codes", "token", "X.code | X.part.code | X.other"),  # X.other: no part has it
+        "code": SearchParamDef("code", "token", "X.code"),
+        "part-code": SearchParamDef("part-code", "token", "X.part.code"),
+        "mixed": SearchParamDef("mixed", "token", "X.code | X.value"),  # X.value is a quantity's term
+        "refs": SearchParamDef("refs", "reference", "X.a | X.b", ("Patient",)),
+        "a": SearchParamDef("a", "reference", "X.a", ("Patient",)),
+        "b": SearchParamDef("b", "reference", "X.b", ("Patient",)),
+    }
+    registry = SearchRegistry({"X": data}, ("X",), {})
+    assert dict(registry.unions("X")) == {"both": ("q", "part")}
+    assert dict(registry.unions("Unknown")) == {}
