@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from fhir_server.search.extract import SCALAR_CONVERTERS
-from fhir_server.search.fhirpath import RESOURCE_BASES, FhirPathError, compile_path
+from fhir_server.search.fhirpath import RESOURCE_BASES, FhirPathError, branches, compile_path
 
 PACKAGE = "hl7.fhir.r4.examples@4.0.1"
 BUNDLE = "Bundle-searchParams.json"
@@ -150,22 +150,6 @@ def _component(component: dict[str, Any], element_types: frozenset[str], base: s
             raise FhirPathError(f"component {definition['code']} ({definition['type']}) cannot be read from "
                                 f"{component['expression']} ({', '.join(sorted(compiled.types))})")
     return [definition["code"], definition["type"], component["expression"]]
-
-
-def branches(expression: str) -> Iterator[str]:
-    """The top-level ``|`` branches of an expression (not those inside parentheses or strings)."""
-    depth, start, quoted = 0, 0, False
-    for position, char in enumerate(expression):
-        if char == "'" and (position == 0 or expression[position - 1] != "\\"):
-            quoted = not quoted
-        elif not quoted and char in "([":
-            depth += 1
-        elif not quoted and char in ")]":
-            depth -= 1
-        elif not quoted and depth == 0 and char == "|":
-            yield expression[start:position].strip()
-            start = position + 1
-    yield expression[start:].strip()
 
 
 def _branch_type(branch: str) -> str:

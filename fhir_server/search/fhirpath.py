@@ -17,7 +17,7 @@ time, which is how unsupported search parameters are detected.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -86,6 +86,22 @@ Node = tuple[Any, ...]
 ``("union", a, b)``, ``("and", a, b)``, ``("eq", negate, a, b)``, ``("as", base, type)``,
 ``("is", base, type)``, ``("literal", value, type)``, ``("resource",)``; a ``base`` of None is the
 current input."""
+
+
+def branches(expression: str) -> Iterator[str]:
+    """The top-level ``|`` branches of an expression (not those inside parentheses or strings)."""
+    depth, start, quoted = 0, 0, False
+    for position, char in enumerate(expression):
+        if char == "'" and (position == 0 or expression[position - 1] != "\\"):
+            quoted = not quoted
+        elif not quoted and char in "([":
+            depth += 1
+        elif not quoted and char in ")]":
+            depth -= 1
+        elif not quoted and depth == 0 and char == "|":
+            yield expression[start:position].strip()
+            start = position + 1
+    yield expression[start:].strip()
 
 
 def _tokenize(expression: str) -> list[tuple[str, str]]:

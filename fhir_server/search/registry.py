@@ -16,7 +16,7 @@ from importlib import resources
 from types import MappingProxyType
 from typing import Any
 
-from fhir_server.search.fhirpath import ElementTypes, compile_path
+from fhir_server.search.fhirpath import ElementTypes, branches, compile_path
 
 DATA_FILE = "search_parameters_r4.json"
 
@@ -139,21 +139,9 @@ def _param_def(row: list[Any], resource_types: tuple[str, ...]) -> SearchParamDe
 
 
 def _union_terms(expression: str) -> frozenset[str]:
-    """The terms of the top-level ``|`` unions of a FHIRPath expression, each without enclosing
-    parentheses: ``(A.value as Quantity) | A.x`` gives ``A.value as Quantity`` and ``A.x``."""
-    terms, depth, quoted, start = [], 0, False, 0
-    for i, char in enumerate(expression):
-        if char == "'":
-            quoted = not quoted
-        elif not quoted and char in "([":
-            depth += 1
-        elif not quoted and char in ")]":
-            depth -= 1
-        elif not quoted and depth == 0 and char == "|":
-            terms.append(expression[start:i])
-            start = i + 1
-    terms.append(expression[start:])
-    return frozenset(_unwrapped(term.strip()) for term in terms)
+    """The top-level ``|`` branches of an expression, each without enclosing parentheses:
+    ``(A.value as Quantity) | A.x`` gives ``A.value as Quantity`` and ``A.x``."""
+    return frozenset(_unwrapped(branch) for branch in branches(expression))
 
 
 def _unwrapped(term: str) -> str:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from scripts.generate_search_params import OUTPUT, branches, build, dumps
+from fhir_server.search.fhirpath import branches
+from scripts.generate_search_params import OUTPUT, build, dumps
 
 
 def test_union_is_split_only_at_top_level() -> None:
