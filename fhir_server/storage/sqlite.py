@@ -52,7 +52,7 @@ from fhir_server.storage.sqlite_schema import (
     holders_column,
     union_params,
 )
-from fhir_server.storage.sqlite_search import ID, Body, Compiler, Fragment, keyset
+from fhir_server.storage.sqlite_search import ID, LAST_UPDATED, Body, Compiler, Fragment, keyset
 
 T = TypeVar("T")
 
@@ -108,8 +108,8 @@ def _add_index_rows(rows: dict[str, list[tuple]], pk: int, resource_type: str, v
     """Add the index rows of one resource to ``rows`` (by table); ``seq`` numbers them within it, and
     each carries ``holders``, the key of the resource's record holders (``sqlite_schema``).
 
-    ``_id`` has no rows: the resource table's ``(type, id)`` serves it, and a union parameter's
-    values are its parts' (``sqlite_schema.stored_names``). A token's ``(pkey, system, code)`` is
+    ``_id`` and ``_lastUpdated`` have no rows: the resource table's ``(type, id)`` and ``(type,
+    last_updated)`` serve them; a union parameter's values are its parts' (``sqlite_schema.stored_names``). A token's ``(pkey, system, code)`` is
     stored once per resource (a repeat keeps only its display text, which ``:text`` reads), so
     ``system|code`` matches each resource once and large results are counted without DISTINCT.
     """
@@ -127,7 +127,7 @@ def _add_index_rows(rows: dict[str, list[tuple]], pk: int, resource_type: str, v
                 table, columns = _LAYOUT[part.__class__]
                 rows[table].append((pk, seq, key(f"{prefix}{value.param}${i}"), group, *columns(part), holders))
             continue
-        if value.param == ID:
+        if value.param in _NO_ROWS:
             continue
         if value.__class__ is TokenValue and value.code is not None:
             unique = (value.param, value.system, value.code)
@@ -186,6 +186,7 @@ class _WriteBatch:
                 conn.executemany(_INSERT[table], rows)
 
 
+_NO_ROWS = frozenset({ID, LAST_UPDATED})
 _PKEY = itemgetter(2)  # rows are (pk, seq, pkey, grp, ...)
 _LAYOUT: dict[type, tuple[str, Callable[[Any], tuple]]] = {
     StringValue: ("idx_string", attrgetter("normalized", "exact")),

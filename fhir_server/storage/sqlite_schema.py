@@ -31,8 +31,9 @@ tests/storage/test_sqlite_plans.py):
   names end in ``_h``; a store without the column gets it, filled, when opened (``_add_holder_keys``).
 - A union parameter (``SearchRegistry.unions``: ``Observation.combo-code`` is ``code`` and
   ``component-code``) has no rows of its own; its searches read its parts' rows (``stored_names``).
-  For the Synthea resources that is a fifth fewer index rows. Rows that stores written before this
-  keep under such a name are left in place and never read.
+  For the Synthea resources that is a fifth fewer index rows. ``_id`` and ``_lastUpdated`` have no
+  rows either: ``resource (type, id)`` and ``resource (type, last_updated)`` serve them. Rows that
+  stores written before this keep under such names are left in place and never read.
 """
 
 from __future__ import annotations

@@ -65,6 +65,10 @@ many candidates costs no more than counting would."""
 ID = "_id"
 """Served by ``resource (type, id)``: the store keeps no index rows for it (see ``_index_rows``)."""
 
+LAST_UPDATED = "_lastUpdated"
+"""Served by ``resource (type, last_updated)``, no index rows either: the server stamps every version
+itself, to the millisecond, so the parameter's one value is ``[last_updated, last_updated + 1)``."""
+
 _PREFIX_END = "\U0010ffff"
 
 Fragment = tuple[str, list[Any]]
@@ -253,6 +257,8 @@ class Compiler:
         if c.param == ID:
             return self._id_source(c, types)
         missing = [m for m in c.matches if isinstance(m, MissingMatch)]
+        if c.param == LAST_UPDATED:
+            return None if missing else self._last_updated_source(c, types)
         if c.param_type == "composite":
             return None if missing else self._composite_source(c, types)
         d = self._alias("d")
@@ -275,6 +281,13 @@ class Compiler:
         single = len(types) == 1 and len(ids) == 1
         return Source(f"{d}.type IN ({type_in}) AND {d}.id IN ({id_in}) AND {d}.deleted = 0", [*types, *ids],
                       "resource", d, single, True)
+
+    def _last_updated_source(self, c: Criterion, types: Sequence[str]) -> Source:
+        d = self._alias("d")
+        ors, params = _last_updated_ors(c, d)
+        type_in = ",".join("?" * len(types))
+        return Source(f"{d}.type IN ({type_in}) AND ({ors}) AND {d}.deleted = 0", [*types, *params],
+                      "resource", d, unique=True)
 
     def _composite_source(self, c: Criterion, types: Sequence[str]) -> Source:
         alternatives, params = [], []
@@ -400,6 +413,11 @@ class Compiler:
         if missing:
             present, params = self._present(c, types, pk)
             return f"{'NOT ' if missing[0].missing != c.negate else ''}({present})", params
+        if c.param == LAST_UPDATED:
+            p = self._alias("p")
+            ors, params = _last_updated_ors(c, p)
+            return (f"{'NOT ' if c.negate else ''}EXISTS (SELECT 1 FROM resource {p} INDEXED BY resource_state "
+                    f"WHERE {p}.pk = {pk} AND ({ors}))", params)
         if c.param_type == "composite":
             alternatives, params = [], []
             for m in c.matches:
@@ -423,6 +441,8 @@ class Compiler:
     def _present(self, c: Criterion, types: Sequence[str], pk: str) -> Fragment:
         """Whether the resource has a value for ``c.param``; a composite's first part may sit in
         any table."""
+        if c.param == LAST_UPDATED:  # every version has one
+            return "1", []
         if c.param_type != "composite":
             tables, param = [TABLE_BY_TYPE[c.param_type]], c.param
         else:
@@ -652,6 +672,37 @@ def _date_range(m: RangeMatch, t: str) -> Fragment:
     if p is Prefix.EB:
         return f"{hi} <= ?", [m.low]
     return f"{lo} < ? AND {hi} > ?", [m.high, m.low]  # AP: overlaps the (already widened) search range
+
+
+def _last_updated_ors(c: Criterion, t: str) -> Fragment:
+    """``c``'s values ORed against ``t.last_updated``, the ``[v, v + 1)`` of ``LAST_UPDATED``."""
+    sqls, params = [], []
+    for m in c.matches:
+        assert isinstance(m, RangeMatch)
+        sql, match_params = _instant_range(m, f"{t}.last_updated")
+        sqls.append(sql)
+        params += match_params
+    return " OR ".join(f"({sql})" for sql in sqls), params
+
+
+def _instant_range(m: RangeMatch, v: str) -> Fragment:
+    """``_date_range`` for the stored range ``[v, v + 1)`` of an integer ``v``, written so that an
+    index on ``v`` serves it. A date search's bounds are whole milliseconds too, and between integers
+    ``v + 1 > x`` is ``v >= x`` and ``v + 1 <= x`` is ``v < x``: so ``ge`` reduces to ``v >= low``,
+    ``le`` to ``v < high``, ``sa`` to ``gt`` and ``eb`` to ``lt``."""
+    low, high = m.low, m.high
+    p = m.prefix
+    if p in (Prefix.EQ, Prefix.AP):
+        return f"{v} >= ? AND {v} < ?", [low, high]
+    if p is Prefix.NE:
+        return f"NOT ({v} >= ? AND {v} < ?)", [low, high]
+    if p in (Prefix.GT, Prefix.SA):
+        return f"{v} >= ?", [high]
+    if p in (Prefix.LT, Prefix.EB):
+        return f"{v} < ?", [low]
+    if p is Prefix.GE:
+        return f"{v} >= ?", [low]
+    return f"{v} < ?", [high]  # LE
 
 
 def _point_range(m: RangeMatch, t: str) -> Fragment:

@@ -1,7 +1,8 @@
 """The Observation ``combo-*`` parameters (R4): each searches the observation's own code or value and
 those of its components together. SQLite keeps no index rows of their own for them (their values
 are the union of two other parameters': ``sqlite_schema.stored_names``), so every form of search on
-them is checked here on both backends, against what the observations hold."""
+them is checked here on both backends, against what the observations hold (and, on SQLite, that
+neither they nor ``_lastUpdated``, which the resource table serves, have rows)."""
 
 from __future__ import annotations
 
@@ -118,17 +119,16 @@ def test_a_combo_search_finds_each_observation_once_across_pages(combos: tuple[C
     assert sorted(seen) == sorted(clinic.id(label) for label in OBSERVATIONS)
 
 
-def test_sqlite_keeps_no_rows_of_its_own_for_combo_parameters(combos: tuple[Clinic, str]) -> None:
+def test_sqlite_keeps_no_rows_for_combo_parameters_or_the_last_update(combos: tuple[Clinic, str]) -> None:
     clinic, url = combos
     if not url.startswith("sqlite:///"):
         pytest.skip("the row layout is SQLite's")
     conn = sqlite3.connect(url.removeprefix("sqlite:///"))
     try:
-        names = {name for (name,) in conn.execute(
-            "SELECT p.name FROM param p WHERE EXISTS (SELECT 1 FROM idx_token t WHERE t.pkey = p.id) "
-            "OR EXISTS (SELECT 1 FROM idx_quantity q WHERE q.pkey = p.id)")}
+        names = {name for table in ("idx_token", "idx_quantity", "idx_date") for (name,) in conn.execute(
+            f"SELECT p.name FROM param p WHERE EXISTS (SELECT 1 FROM {table} t WHERE t.pkey = p.id)")}
     finally:
         conn.close()
     assert {"Observation.code", "Observation.component-code", "Observation.value-quantity"} <= names
-    assert not {name for name in names if ".combo-" in name}
-    assert clinic.status("Observation?combo-code=x") == 200
+    assert not {name for name in names if ".combo-" in name or name.endswith("._lastUpdated")}
+    assert clinic.found("Observation?_lastUpdated=gt2020") == set(OBSERVATIONS)  # the resource table serves it

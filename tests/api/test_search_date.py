@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.api.ncd_clinic import BP_PANEL, HBA1C, Clinic
+from tests.api.ncd_clinic import BP_PANEL, GLUCOSE, HBA1C, Clinic
 
 PATIENTS = {"asha", "ravi", "zoe", "jose", "meena"}
 
@@ -123,3 +123,18 @@ def test_unreadable_dates_are_bad_requests(clinic: Clinic, value: str) -> None:
     response = clinic.client.get(f"Observation?date={value}")
     assert response.status_code == 400
     assert response.json()["issue"][0]["expression"] == ["date"]
+
+
+def test_last_updated_matches_the_instant_the_server_stamped(clinic: Clinic) -> None:
+    stamped = clinic.client.get(f"/{clinic.ref('glu-asha')}").json()["meta"]["lastUpdated"]  # to the millisecond
+    instant = stamped.replace("+", "%2B")
+    assert "glu-asha" in clinic.found(f"Observation?_lastUpdated={instant}")
+    assert "glu-asha" in clinic.found(f"Observation?_lastUpdated=le{instant}")
+    assert "glu-asha" in clinic.found(f"Observation?_lastUpdated=ge{instant}&code={GLUCOSE}")
+    assert "glu-asha" not in clinic.found(f"Observation?_lastUpdated=gt{instant}")
+    assert "glu-asha" not in clinic.found(f"Observation?_lastUpdated=lt{instant}")
+    assert "glu-asha" not in clinic.found(f"Observation?_lastUpdated=ne{instant}")
+    assert clinic.found(f"Observation?_lastUpdated=le{instant}") | clinic.found(
+        f"Observation?_lastUpdated=gt{instant}") == clinic.found("Observation?_lastUpdated:missing=false")
+    assert clinic.found("Observation?_lastUpdated:missing=true") == set()
+    assert "asha" in clinic.found(f"Patient?_has:Observation:subject:_lastUpdated={instant}")

@@ -430,6 +430,51 @@ def test_last_updated_is_searched_like_any_date(clinic: Storage) -> None:
     assert found(clinic, "Observation", updated) == {"o2", "o3", "o4"}
 
 
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+O2_MINUTE = (_ms(T0 + timedelta(minutes=5)), _ms(T0 + timedelta(minutes=6)))  # o2 was written at its start
+O2_MS = (O2_MINUTE[0], O2_MINUTE[0] + 1)
+
+
+@pytest.mark.parametrize(("prefix", "bounds", "expected"), [
+    (Prefix.EQ, O2_MINUTE, {"o2"}),
+    (Prefix.NE, O2_MINUTE, {"o1", "o3", "o4"}),
+    (Prefix.GT, O2_MINUTE, {"o3", "o4"}),  # o3 was written the millisecond the minute ends
+    (Prefix.LT, O2_MINUTE, {"o1"}),
+    (Prefix.GE, O2_MINUTE, {"o2", "o3", "o4"}),
+    (Prefix.LE, O2_MINUTE, {"o1", "o2"}),
+    (Prefix.SA, O2_MINUTE, {"o3", "o4"}),
+    (Prefix.EB, O2_MINUTE, {"o1"}),
+    (Prefix.AP, O2_MINUTE, {"o2"}),
+    (Prefix.EQ, O2_MS, {"o2"}),
+    (Prefix.GT, O2_MS, {"o3", "o4"}),
+    (Prefix.LE, O2_MS, {"o1", "o2"}),
+    (Prefix.EB, O2_MS, {"o1"}),
+    (Prefix.EQ, (O2_MS[0] + 1, O2_MS[0] + 2), set()),
+])
+def test_last_updated_prefixes(clinic: Storage, prefix: Prefix, bounds: tuple[int, int], expected: set[str]) -> None:
+    updated = crit("Observation", "_lastUpdated", "date", RangeMatch(prefix, *bounds))
+    assert found(clinic, "Observation", updated) == expected
+    # as the only criterion (it drives) and beside another one (it is probed per candidate)
+    subject = crit("Observation", "subject", "reference", ReferenceMatch("Patient", "p1"),
+                   ReferenceMatch("Patient", "p2"), ReferenceMatch("Patient", "p3"))
+    assert found(clinic, "Observation", subject, updated) == expected
+
+
+def test_last_updated_in_chains_alternatives_and_presence(clinic: Storage) -> None:
+    p2_minute = RangeMatch(Prefix.EQ, _ms(T0 + timedelta(minutes=2)), _ms(T0 + timedelta(minutes=3)))
+    patient_updated = crit("Patient", "_lastUpdated", "date", p2_minute)
+    assert found(clinic, "Observation", ChainCriterion("Observation", "subject", "Patient", patient_updated)) == {"o2"}
+    o4_minute = RangeMatch(Prefix.EQ, _ms(T0 + timedelta(minutes=7)), _ms(T0 + timedelta(minutes=8)))
+    either = crit("Observation", "_lastUpdated", "date", RangeMatch(Prefix.EQ, *O2_MINUTE), o4_minute)
+    assert found(clinic, "Observation", either) == {"o2", "o4"}
+    assert found(clinic, "Observation", crit("Observation", "_lastUpdated", "date", MissingMatch(True))) == set()
+    assert found(clinic, "Observation", crit("Observation", "_lastUpdated", "date", MissingMatch(False))) == {
+        "o1", "o2", "o3", "o4"}
+
+
 @pytest.mark.parametrize(("prefix", "low", "high", "expected"), [
     (Prefix.EQ, 0.245, 0.255, {"r1"}),
     (Prefix.NE, 0.245, 0.255, {"r2"}),
