@@ -109,9 +109,10 @@ def _add_index_rows(rows: dict[str, list[tuple]], pk: int, resource_type: str, v
     each carries ``holders``, the key of the resource's record holders (``sqlite_schema``).
 
     ``_id`` and ``_lastUpdated`` have no rows: the resource table's ``(type, id)`` and ``(type,
-    last_updated)`` serve them; a union parameter's values are its parts' (``sqlite_schema.stored_names``). A token's ``(pkey, system, code)`` is
-    stored once per resource (a repeat keeps only its display text, which ``:text`` reads), so
-    ``system|code`` matches each resource once and large results are counted without DISTINCT.
+    last_updated)`` serve them; a union parameter's values are its parts' (``stored_names``). A
+    token's ``(pkey, system, code)`` is stored once per resource (a repeat keeps only its display
+    text, which ``:text`` reads), so ``system|code`` matches each resource once and large results
+    are counted without DISTINCT.
     """
     prefix = resource_type + "."
     group = seq = 0

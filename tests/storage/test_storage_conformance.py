@@ -466,7 +466,8 @@ def test_last_updated_prefixes(clinic: Storage, prefix: Prefix, bounds: tuple[in
 def test_last_updated_in_chains_alternatives_and_presence(clinic: Storage) -> None:
     p2_minute = RangeMatch(Prefix.EQ, _ms(T0 + timedelta(minutes=2)), _ms(T0 + timedelta(minutes=3)))
     patient_updated = crit("Patient", "_lastUpdated", "date", p2_minute)
-    assert found(clinic, "Observation", ChainCriterion("Observation", "subject", "Patient", patient_updated)) == {"o2"}
+    chain = ChainCriterion("Observation", "subject", "Patient", patient_updated)
+    assert found(clinic, "Observation", chain) == {"o2"}
     o4_minute = RangeMatch(Prefix.EQ, _ms(T0 + timedelta(minutes=7)), _ms(T0 + timedelta(minutes=8)))
     either = crit("Observation", "_lastUpdated", "date", RangeMatch(Prefix.EQ, *O2_MINUTE), o4_minute)
     assert found(clinic, "Observation", either) == {"o2", "o4"}
