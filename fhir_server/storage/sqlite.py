@@ -119,7 +119,7 @@ def _add_index_rows(rows: dict[str, list[tuple]], pk: int, resource_type: str, v
     tokens: set[tuple[str, str | None, str]] = set()
     unions = union_params(resource_type)
     for value in values:
-        if unions and value.param.partition(":")[0] in unions:
+        if value.param in _NO_ROWS or unions and value.param.partition(":")[0] in unions:
             continue
         if value.__class__ is CompositeValue:
             group += 1
@@ -127,8 +127,6 @@ def _add_index_rows(rows: dict[str, list[tuple]], pk: int, resource_type: str, v
                 seq += 1
                 table, columns = _LAYOUT[part.__class__]
                 rows[table].append((pk, seq, key(f"{prefix}{value.param}${i}"), group, *columns(part), holders))
-            continue
-        if value.param in _NO_ROWS:
             continue
         if value.__class__ is TokenValue and value.code is not None:
             unique = (value.param, value.system, value.code)

@@ -284,7 +284,7 @@ class Compiler:
 
     def _last_updated_source(self, c: Criterion, types: Sequence[str]) -> Source:
         d = self._alias("d")
-        ors, params = _last_updated_ors(c, d)
+        ors, params = self._ors(c, d)
         type_in = ",".join("?" * len(types))
         return Source(f"{d}.type IN ({type_in}) AND ({ors}) AND {d}.deleted = 0", [*types, *params],
                       "resource", d, unique=True)
@@ -415,7 +415,7 @@ class Compiler:
             return f"{'NOT ' if missing[0].missing != c.negate else ''}({present})", params
         if c.param == LAST_UPDATED:
             p = self._alias("p")
-            ors, params = _last_updated_ors(c, p)
+            ors, params = self._ors(c, p)
             return (f"{'NOT ' if c.negate else ''}EXISTS (SELECT 1 FROM resource {p} INDEXED BY resource_state "
                     f"WHERE {p}.pk = {pk} AND ({ors}))", params)
         if c.param_type == "composite":
@@ -456,9 +456,14 @@ class Compiler:
         return " OR ".join(sqls), params
 
     def _ors(self, c: Criterion, t: str) -> Fragment:
+        """``c``'s values ORed, against the index row ``t`` (for ``_lastUpdated``, the resource row)."""
         sqls, params = [], []
         for m in c.matches:
-            sql, match_params = self.match(m, c.param_type, t)
+            if c.param == LAST_UPDATED:
+                assert isinstance(m, RangeMatch)
+                sql, match_params = _instant_range(m, f"{t}.last_updated")
+            else:
+                sql, match_params = self.match(m, c.param_type, t)
             sqls.append(f"({sql})")
             params += match_params
         return " OR ".join(sqls), params
@@ -672,17 +677,6 @@ def _date_range(m: RangeMatch, t: str) -> Fragment:
     if p is Prefix.EB:
         return f"{hi} <= ?", [m.low]
     return f"{lo} < ? AND {hi} > ?", [m.high, m.low]  # AP: overlaps the (already widened) search range
-
-
-def _last_updated_ors(c: Criterion, t: str) -> Fragment:
-    """``c``'s values ORed against ``t.last_updated``, the ``[v, v + 1)`` of ``LAST_UPDATED``."""
-    sqls, params = [], []
-    for m in c.matches:
-        assert isinstance(m, RangeMatch)
-        sql, match_params = _instant_range(m, f"{t}.last_updated")
-        sqls.append(sql)
-        params += match_params
-    return " OR ".join(f"({sql})" for sql in sqls), params
 
 
 def _instant_range(m: RangeMatch, v: str) -> Fragment:
